@@ -1,0 +1,237 @@
+"""ImageExampleGen's Beam executor: images -> checked tf.Examples in train/eval TFRecords.
+
+Beam graph:
+
+    sources (image files | tfds shards) -> Reshuffle -> DecodeCheck ─┬─> Partition(train, eval) -> WriteSplit
+                                                                      └─> bad images -> bad_images.txt
+
+Every image is decoded once with the same decoder the transform graph uses
+(`tf.io.decode_image`, 3 channels), so a file that would break training or
+serving is caught here, named by path, and counted. The encoded bytes are
+kept as they are: decoding, resizing and normalizing belong to Transform.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+import apache_beam as beam
+from absl import logging
+from apache_beam.metrics.metric import MetricsFilter
+from tfx import types
+from tfx.components.example_gen import write_split
+from tfx.components.util import examples_utils
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import artifact_utils
+
+from components import features
+from components.example_gen import sources
+from tfx_pipeline import config as config_lib
+
+METRICS_NAMESPACE = 'ImageExampleGen'
+DATA_CONFIG_KEY = 'data_config'
+FINGERPRINT_KEY = 'input_fingerprint'
+EXAMPLES_KEY = 'examples'
+TFDS_SHARDS = 8  # sub-splits of a tfds split, read in parallel
+
+
+class RawImage(NamedTuple):
+  image_id: str  # stable id (relative path or tfds id)
+  split: str  # output split: train | eval
+  label: int
+  data: Optional[bytes]  # None: read `image_id` from the tree
+
+
+class BadImageError(RuntimeError):
+  """Raised with the list of undecodable files when on_bad_image='fail'."""
+
+
+def check_image(data: bytes):
+  """Returns (height, width) of decodable image bytes; raises ValueError otherwise."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not data:
+    raise ValueError('empty file')
+  try:
+    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
+    raise ValueError(e.message.strip().splitlines()[0]) from None
+  height, width = int(image.shape[0]), int(image.shape[1])
+  if not height or not width:
+    raise ValueError(f'decoded to an empty {height}x{width} image')
+  return height, width
+
+
+def to_example(image_id: str, data: bytes, label: int, height: int, width: int) -> bytes:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  feature = {
+      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
+      features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+      features.ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
+      features.HEIGHT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
+      features.WIDTH_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
+  }
+  return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+class _DecodeCheck(beam.DoFn):
+  """RawImage -> serialized tf.Example, or a tagged 'bad' (id, split, reason)."""
+
+  BAD = 'bad'
+
+  def __init__(self, root: Optional[str], class_names: List[str]):
+    self._root = root
+    self._class_names = class_names
+
+  def _count(self, what: str, split: str, label: int):
+    beam.metrics.Metrics.counter(METRICS_NAMESPACE, f'{what}:{split}').inc()
+    beam.metrics.Metrics.counter(
+        METRICS_NAMESPACE, f'{what}:{split}:{self._class_names[label]}').inc()
+
+  def process(self, raw: RawImage):
+    self._count('read', raw.split, raw.label)
+    try:
+      data = raw.data if raw.data is not None else sources.read_file_in_tree(
+          self._root, raw.image_id)
+      height, width = check_image(data)
+    except (OSError, ValueError) as e:
+      self._count('skipped', raw.split, raw.label)
+      yield beam.pvalue.TaggedOutput(self.BAD, f'{raw.split}\t{raw.image_id}\t{e}')
+      return
+    self._count('written', raw.split, raw.label)
+    yield raw.split, to_example(raw.image_id, data, raw.label, height, width)
+
+
+def _read_tfds_shard(shard: str, data: config_lib.DataConfig) -> Iterator[RawImage]:
+  for image_id, blob, label in sources.read_tfds(data.tfds_name, shard, data.tfds_data_dir):
+    split = sources.split_for(image_id, data.eval_percent, data.split_seed)
+    yield RawImage(image_id, split, label, blob)
+
+
+class _Source(NamedTuple):
+  class_names: List[str]
+  root: Optional[str]
+  raw: beam.PTransform  # begin -> PCollection[RawImage]
+  notes: Dict[str, Any]  # what the source left out, for logs and metadata
+
+
+def _image_dir_source(data: config_lib.DataConfig) -> _Source:
+  scan = sources.scan_image_tree(data.image_dir)
+  plan = sources.plan_splits(scan.splits)
+  files = sources.cap_per_split(scan.files, data.max_examples, data.split_seed)
+  raws = []
+  for f in files:
+    split = sources.output_split(f.split, f.relpath, plan, data.eval_percent, data.split_seed)
+    if split:
+      raws.append(RawImage(f.relpath, split, f.label, None))
+  for path, reason in scan.ignored:
+    logging.warning('ImageExampleGen ignored %s: %s', path, reason)
+  notes = {'ignored': [{'path': p, 'reason': r} for p, r in scan.ignored],
+           'unused_splits': list(plan.unused),
+           'eval_from': plan.eval or f'{plan.train} (hash, {data.eval_percent}%)'}
+  return _Source(list(scan.class_names), scan.root, beam.Create(raws, reshuffle=False), notes)
+
+
+def _tfds_source(data: config_lib.DataConfig) -> _Source:
+  split = sources.TRAIN if data.max_examples is None else f'{sources.TRAIN}[:{data.max_examples}]'
+  shards = sources.tfds_slices(split, TFDS_SHARDS)
+  read = (beam.Create(shards, reshuffle=False)
+          | 'ReadTfdsShard' >> beam.FlatMap(_read_tfds_shard, data))
+  notes = {'ignored': [], 'unused_splits': ['test (held out)'],
+           'eval_from': f'train (hash, {data.eval_percent}%)'}
+  return _Source(list(sources.tfds_class_names(data.tfds_name)), None, read, notes)
+
+
+def _metric_counts(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:
+  """Beam counters 'what:split[:class]' -> {split: {what: n, 'classes': {cls: {what: n}}}}."""
+  counts: Dict[str, Any] = {s: {'read': 0, 'written': 0, 'skipped': 0, 'classes': {}}
+                            for s in sources.OUTPUT_SPLITS}
+  query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+  for counter in query['counters']:
+    parts = counter.key.metric.name.split(':', 2)
+    value = counter.committed if counter.committed is not None else counter.attempted
+    if len(parts) == 2:
+      counts[parts[1]][parts[0]] += value
+    else:
+      counts[parts[1]]['classes'].setdefault(parts[2], {})[parts[0]] = value
+  return counts
+
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+  """Writes Split-train and Split-eval of tf.Examples plus class names and counts."""
+
+  def Do(self, input_dict: Dict[str, List[types.Artifact]],
+         output_dict: Dict[str, List[types.Artifact]],
+         exec_properties: Dict[str, Any]) -> None:
+    data = config_lib.DataConfig(**json.loads(exec_properties[DATA_CONFIG_KEY]))
+    examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
+    examples.split_names = artifact_utils.encode_split_names(list(sources.OUTPUT_SPLITS))
+    source = _image_dir_source(data) if data.image_dir else _tfds_source(data)
+    logging.info('ImageExampleGen: reading %s, %d classes', data.source_name,
+                 len(source.class_names))
+
+    pipeline = self._make_beam_pipeline()
+    checked = (pipeline
+               | 'Source' >> source.raw
+               | 'Spread' >> beam.Reshuffle()
+               | 'DecodeCheck' >> beam.ParDo(_DecodeCheck(source.root, source.class_names))
+               .with_outputs(_DecodeCheck.BAD, main='good'))
+    by_split = checked.good | 'BySplit' >> beam.Partition(
+        lambda kv, _: sources.OUTPUT_SPLITS.index(kv[0]), len(sources.OUTPUT_SPLITS))
+    for index, split in enumerate(sources.OUTPUT_SPLITS):
+      _ = (by_split[index]
+           | f'Values[{split}]' >> beam.Values()
+           | f'WriteSplit[{split}]' >> write_split.WriteSplit(
+               artifact_utils.get_split_uri([examples], split),
+               example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    _ = (checked[_DecodeCheck.BAD]
+         | 'WriteBad' >> beam.io.WriteToText(
+             os.path.join(examples.uri, features.BAD_IMAGES_FILE),
+             shard_name_template='', num_shards=1))
+    result = pipeline.run()
+    result.wait_until_finish()
+
+    counts = _metric_counts(result)
+    bad = _read_lines(os.path.join(examples.uri, features.BAD_IMAGES_FILE))
+    self._record(examples, data, source, counts, bad)
+    if bad and data.on_bad_image == 'fail':
+      raise BadImageError(
+          f'{len(bad)} undecodable image(s) and --on-bad-image fail:\n' + '\n'.join(bad))
+    for split in sources.OUTPUT_SPLITS:
+      if not counts[split]['written']:
+        raise sources.SourceError(f'no usable images landed in the {split} split '
+                                  f'of {data.source_name}')
+
+  @staticmethod
+  def _record(examples, data, source: _Source, counts, bad: List[str]) -> None:
+    """Class names, counts and skipped files: in the artifact dir, MLMD and the log."""
+    features.write_class_names(examples.uri, source.class_names)
+    summary = {'splits': counts, 'skipped_files': bad, **source.notes}
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(os.path.join(examples.uri, features.COUNTS_FILE), 'w') as f:
+      json.dump(summary, f, indent=1)
+    examples_utils.set_payload_format(examples, example_gen_pb2.FORMAT_TF_EXAMPLE)
+    examples_utils.set_file_format(
+        examples, write_split.to_file_format_str(example_gen_pb2.FORMAT_TFRECORDS_GZIP))
+    examples.set_string_custom_property('class_names', json.dumps(source.class_names))
+    examples.set_string_custom_property('source', data.source_name)
+    for split in sources.OUTPUT_SPLITS:
+      for what in ('read', 'written', 'skipped'):
+        examples.set_int_custom_property(f'{split}_{what}', counts[split][what])
+    examples.set_int_custom_property('ignored_files', len(source.notes['ignored']))
+    for split in sources.OUTPUT_SPLITS:
+      c = counts[split]
+      logging.info('ImageExampleGen %s: read %d, written %d, skipped %d',
+                   split, c['read'], c['written'], c['skipped'])
+    for line in bad:
+      logging.warning('ImageExampleGen skipped undecodable image: %s', line)
+
+
+def _read_lines(path: str) -> List[str]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return sorted(line.rstrip('\n') for line in f if line.strip())

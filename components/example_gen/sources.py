@@ -1,0 +1,265 @@
+"""Image sources for ExampleGen: a class-folder tree, or a tensorflow-datasets dataset.
+
+The folder layout is tfds.ImageFolder's: `ROOT/<split>/<class>/<image>.{jpg,jpeg,png}`,
+classes sorted by name across splits. We scan the tree ourselves rather than
+through `tfds.ImageFolder(ROOT)` because on a real-world tree that builder
+turns every folder into a split or a class (`.git/objects` becomes a class),
+follows symlinks anywhere, and keeps empty class folders as labels. The scan
+below keeps ImageFolder's conventions (tests/test_sources.py checks that both
+agree on a clean tree) and names everything it leaves out.
+
+Split roles: `train` is the training pool; `eval`, `validation`, `val` or
+`valid`, if present, is the eval split; `test` is held out and never read.
+A tree with a single split of any name is carved into train/eval by a hash of
+each image's relative path (see `split_for`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png')  # the set tfds.ImageFolder reads
+EVAL_SPLIT_NAMES = ('eval', 'validation', 'val', 'valid')
+HELD_OUT_SPLIT_NAMES = ('test',)
+TRAIN = 'train'
+EVAL = 'eval'
+OUTPUT_SPLITS = (TRAIN, EVAL)
+
+
+class SourceError(ValueError):
+  """The image source cannot be used; the message says why and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+  split: str  # source split folder
+  label: int  # index into TreeScan.class_names
+  relpath: str  # '/'-separated path under the root; also the image id
+
+
+@dataclasses.dataclass(frozen=True)
+class TreeScan:
+  root: str
+  class_names: Tuple[str, ...]
+  files: Tuple[ImageFile, ...]
+  ignored: Tuple[Tuple[str, str], ...]  # (relative path, reason)
+
+  @property
+  def splits(self) -> Tuple[str, ...]:
+    return tuple(sorted({f.split for f in self.files}))
+
+
+def _is_hidden(name: str) -> bool:
+  return name.startswith('.') or name == '__MACOSX'  # .git, .DS_Store, zip debris
+
+
+def _inside(root_real: str, path: str) -> bool:
+  real = os.path.realpath(path)
+  return real == root_real or real.startswith(root_real + os.sep)
+
+
+def scan_image_tree(root: str) -> TreeScan:
+  """Lists the images of a class-folder tree; raises SourceError if unusable.
+
+  Left out, each with its reason: hidden entries (`.git`, `.DS_Store`,
+  `__MACOSX`), stray files outside class folders, folders nested inside a
+  class, files without an image extension, symlinks that resolve outside the
+  tree, and class folders with no images. Decoding is checked later, by the
+  executor, for every file kept here.
+  """
+  root = os.path.abspath(os.path.expanduser(root))
+  if not os.path.isdir(root):
+    raise SourceError(f'--image-dir {root} does not exist or is not a directory')
+  root_real = os.path.realpath(root)
+  ignored: List[Tuple[str, str]] = []
+  found: Dict[str, Dict[str, List[str]]] = {}  # split -> class -> relpaths
+
+  def entries(rel: str) -> Iterator[Tuple[str, str, str]]:
+    """Yields (name, relpath, kind) of usable entries; records the rest."""
+    for name in sorted(os.listdir(os.path.join(root, rel))):
+      child = f'{rel}/{name}' if rel else name
+      path = os.path.join(root, child)
+      if _is_hidden(name):
+        ignored.append((child, 'hidden'))
+      elif os.path.islink(path) and not _inside(root_real, path):
+        ignored.append((child, 'symlink out of the tree'))
+      elif os.path.isdir(path):
+        yield name, child, 'dir'
+      elif os.path.isfile(path):
+        yield name, child, 'file'
+      else:
+        ignored.append((child, 'not a regular file'))
+
+  for split, split_rel, kind in entries(''):
+    if kind != 'dir':
+      ignored.append((split_rel, 'stray file at the top level'))
+      continue
+    for cls, cls_rel, kind in entries(split_rel):
+      if kind != 'dir':
+        ignored.append((cls_rel, 'stray file outside a class folder'))
+        continue
+      images = []
+      for name, rel, kind in entries(cls_rel):
+        if kind == 'dir':
+          ignored.append((rel, 'folder nested inside a class'))
+        elif not name.lower().endswith(IMAGE_EXTENSIONS):
+          ignored.append((rel, 'not a .jpg/.jpeg/.png file'))
+        else:
+          images.append(rel)
+      if images:
+        found.setdefault(split, {})[cls] = images
+      else:
+        ignored.append((cls_rel, 'empty class folder'))
+
+  if not found:
+    flat = [s for s, _, k in entries('') if k == 'dir' and any(
+        n.lower().endswith(IMAGE_EXTENSIONS) for n in os.listdir(os.path.join(root, s)))]
+    hint = (f' It looks like ROOT/<class>/<image> ({", ".join(flat[:3])}...); put the class '
+            f'folders under {os.path.join(root, "train")}/.') if flat else ''
+    raise SourceError(f'no images found in {root}: expected {root}/<split>/<class>/'
+                      f'<image>.jpg|jpeg|png.{hint}')
+  class_names = tuple(sorted({c for classes in found.values() for c in classes}))
+  index = {c: i for i, c in enumerate(class_names)}
+  files = tuple(
+      ImageFile(split=split, label=index[cls], relpath=rel)
+      for split in sorted(found) for cls in sorted(found[split])
+      for rel in found[split][cls])
+  return TreeScan(root=root, class_names=class_names, files=files,
+                  ignored=tuple(ignored))
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+  """Which source split feeds train, which (if any) feeds eval."""
+  train: str
+  eval: Optional[str]  # None: carve eval out of `train` by hash
+  unused: Tuple[str, ...]
+
+
+def plan_splits(splits: Sequence[str]) -> SplitPlan:
+  splits = sorted(splits)
+  if TRAIN in splits:
+    train = TRAIN
+  elif len([s for s in splits if s not in HELD_OUT_SPLIT_NAMES]) == 1:
+    train = next(s for s in splits if s not in HELD_OUT_SPLIT_NAMES)
+  else:
+    raise SourceError(f'cannot tell which split trains among {splits}: name one "train"')
+  eval_split = next((s for s in EVAL_SPLIT_NAMES if s in splits and s != train), None)
+  unused = tuple(s for s in splits if s not in (train, eval_split))
+  return SplitPlan(train=train, eval=eval_split, unused=unused)
+
+
+def split_for(image_id: str, eval_percent: int, seed: int = 0) -> str:
+  """Deterministic train/eval assignment from a stable id (same id, same split)."""
+  digest = hashlib.sha256(f'{seed}/{image_id}'.encode()).digest()
+  return EVAL if int.from_bytes(digest[:8], 'big') % 100 < eval_percent else TRAIN
+
+
+def output_split(source_split: str, image_id: str, plan: SplitPlan,
+                 eval_percent: int, seed: int) -> Optional[str]:
+  """Output split of one image, or None when its source split is unused."""
+  if source_split == plan.train:
+    return TRAIN if plan.eval else split_for(image_id, eval_percent, seed)
+  if source_split == plan.eval:
+    return EVAL
+  return None
+
+
+def cap_per_split(files: Sequence[ImageFile], limit: Optional[int],
+                  seed: int = 0) -> List[ImageFile]:
+  """At most `limit` files per source split, a hash-ordered (so stable) sample."""
+  if limit is None:
+    return list(files)
+  by_split: Dict[str, List[ImageFile]] = {}
+  for f in files:
+    by_split.setdefault(f.split, []).append(f)
+  kept = []
+  for split_files in by_split.values():
+    split_files.sort(key=lambda f: hashlib.sha256(f'{seed}/{f.relpath}'.encode()).digest())
+    kept.extend(split_files[:limit])
+  return kept
+
+
+def fingerprint_tree(root: str) -> str:
+  """A cheap content fingerprint (paths, sizes, mtimes) so caching sees new data."""
+  h = hashlib.sha256()
+  for dirpath, dirnames, filenames in os.walk(os.path.expanduser(root)):
+    dirnames.sort()
+    for name in sorted(filenames):
+      path = os.path.join(dirpath, name)
+      try:
+        st = os.stat(path)
+      except OSError:
+        continue
+      h.update(f'{os.path.relpath(path, root)}\0{st.st_size}\0{st.st_mtime_ns}\n'.encode())
+  return h.hexdigest()[:16]
+
+
+def read_file_in_tree(root: str, relpath: str) -> bytes:
+  """Reads ROOT/relpath, refusing anything that resolves outside ROOT."""
+  path = os.path.join(root, relpath)
+  if not _inside(os.path.realpath(root), path):
+    raise SourceError(f'{relpath} resolves outside {root}')
+  with open(path, 'rb') as f:
+    return f.read()
+
+
+# ---------------------------------------------------------------- tfds datasets
+
+TFDS_DOWNLOAD_HINT = (
+    'Use the offline route instead: --image-dir DIR with DIR/train/<class>/*.jpg, '
+    'e.g. the CIFAR-10 JPEG export unpacked with '
+    '"tar -xzf cifar10-jpeg-train.tar.gz -C ~/data" and then '
+    '"--image-dir ~/data/cifar10-jpeg".')
+
+
+def tfds_class_names(name: str) -> Tuple[str, ...]:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name)
+  label = builder.info.features['label']
+  return tuple(label.names)
+
+
+def tfds_is_prepared(name: str, data_dir: Optional[str]) -> bool:
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=data_dir)
+  return builder.is_prepared()
+
+
+def check_tfds_reachable(name: str, data_dir: Optional[str], timeout_s: float = 5.0) -> None:
+  """Raises SourceError at once when tfds would need a download that cannot happen."""
+  if tfds_is_prepared(name, data_dir):
+    return
+  import socket  # pylint: disable=g-import-not-at-top
+  import urllib.parse  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=data_dir)
+  urls = getattr(builder, '_URL', None) or 'https://storage.googleapis.com'
+  host = urllib.parse.urlparse(urls if isinstance(urls, str) else urls[0]).hostname
+  try:
+    socket.create_connection((host, 443), timeout=timeout_s).close()
+  except OSError as e:
+    raise SourceError(
+        f'tfds dataset {name!r} is not prepared locally and its host {host} is '
+        f'unreachable ({e.__class__.__name__}: {e}). {TFDS_DOWNLOAD_HINT}') from e
+
+
+def tfds_slices(split: str, shards: int) -> List[str]:
+  """Splits one tfds split into `shards` sub-splits that Beam workers read in parallel."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return list(tfds.even_splits(split, n=shards))
+
+
+def read_tfds(name: str, split: str, data_dir: Optional[str]) -> Iterator[Tuple[str, bytes, int]]:
+  """Yields (id, encoded image bytes, label) of one tfds (sub-)split, undecoded."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  builder = tfds.builder(name, data_dir=data_dir)
+  builder.download_and_prepare()
+  ds = builder.as_dataset(split=split, shuffle_files=False,
+                          decoders={'image': tfds.decode.SkipDecoding()})
+  for i, ex in enumerate(tfds.as_numpy(ds)):
+    image_id = ex['id'].decode() if 'id' in ex else f'{split}/{i}'
+    yield image_id, bytes(ex['image']), int(ex['label'])

@@ -1,0 +1,61 @@
+"""The shared vocabulary: feature keys, signature names and class-name files.
+
+Every module that reads or writes examples, or serves the model, takes its names
+from here; the serving contract's names are part of the public API.
+"""
+
+import json
+import os
+from typing import List, Sequence
+
+# Raw tf.Example features written by ExampleGen.
+IMAGE_KEY = 'image'  # encoded JPEG or PNG bytes, as read from the source
+LABEL_KEY = 'label'  # int64 class id, an index into the class names
+ID_KEY = 'image_id'  # stable id: path relative to the image tree, or the tfds id
+HEIGHT_KEY = 'height'  # int64 pixel height of the decoded image (for statistics)
+WIDTH_KEY = 'width'  # int64 pixel width
+
+# Transformed features (the output of preprocessing_fn).
+TRANSFORMED_IMAGE_KEY = 'image_xf'  # float32 [size, size, 3], normalized per channel
+TRANSFORMED_LABEL_KEY = 'label_xf'  # int64 []
+
+# Serving contract.
+SERVING_SIGNATURE = 'serving_default'
+EXAMPLE_SIGNATURE = 'serving_tf_example'
+SERVING_INPUT = 'image_bytes'
+EXAMPLE_INPUT = 'examples'
+PROBABILITIES = 'probabilities'
+CLASS_IDS = 'class_ids'
+CLASS_NAMES = 'class_names'
+
+# Written by ExampleGen at the root of its Examples artifact, next to Split-*/.
+CLASS_NAMES_FILE = 'class_names.json'
+COUNTS_FILE = 'image_counts.json'
+BAD_IMAGES_FILE = 'bad_images.txt'
+
+
+def write_class_names(examples_uri: str, names: Sequence[str]) -> None:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(os.path.join(examples_uri, CLASS_NAMES_FILE), 'w') as f:
+    json.dump(list(names), f)
+
+
+def read_class_names(examples_uri: str) -> List[str]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  path = os.path.join(examples_uri, CLASS_NAMES_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+        f'{path} is missing: the Examples artifact was not written by this '
+        "project's ExampleGen, so class names are unknown")
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def examples_uri_from_split_pattern(pattern: str) -> str:
+  """`<uri>/Split-train/*` (what TFX gives run_fn) -> `<uri>`."""
+  split_dir = pattern
+  while os.path.basename(split_dir) and not os.path.basename(split_dir).startswith('Split-'):
+    split_dir = os.path.dirname(split_dir)
+  if not os.path.basename(split_dir):
+    raise ValueError(f'no Split-* directory in {pattern!r}')
+  return os.path.dirname(split_dir)

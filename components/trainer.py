@@ -1,0 +1,133 @@
+"""run_fn: train AlexNet with the chosen hyperparameters, then export it for serving.
+
+run_fn only orchestrates: hyperparameters (tuning/search_space.resolve), data
+(components/data.py), model (models/), the fit, and export (components/serving.py).
+Training writes TensorBoard logs and a per-epoch history (history.json) to the
+model run directory, and keeps a BackupAndRestore checkpoint under the
+pipeline root so that a killed run resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from typing import Any, Dict, List
+
+import keras
+import tensorflow as tf
+import tensorflow_transform as tft
+from absl import logging
+
+from components import data as data_lib
+from components import features
+from components import serving
+from models import alexnet
+from models import training
+from tfx_pipeline import config as config_lib
+from tuning import search_space
+
+HISTORY_FILE = 'history.json'
+HPARAMS_FILE = 'hyperparameters.json'
+
+
+class EpochLog(keras.callbacks.Callback):
+  """One line per epoch with its wall time; collects the history for history.json."""
+
+  def __init__(self, epochs: int, images_per_epoch: int):
+    super().__init__()
+    self.epochs = epochs
+    self.images = images_per_epoch
+    self.rows: List[Dict[str, float]] = []
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._start = time.perf_counter()
+
+  def on_epoch_end(self, epoch, logs=None):
+    seconds = time.perf_counter() - self._start
+    row = {'epoch': epoch + 1, 'seconds': round(seconds, 1),
+           **{k: float(v) for k, v in (logs or {}).items()}}
+    self.rows.append(row)
+    logging.info('Trainer epoch %d/%d: %.0fs (%.0f img/s) loss %.3f acc %.4f val_acc %.4f',
+                 epoch + 1, self.epochs, seconds, self.images / max(seconds, 1e-9),
+                 row.get('loss', float('nan')), row.get(training.ACCURACY, float('nan')),
+                 row.get(f'val_{training.ACCURACY}', float('nan')))
+
+
+def strategy() -> tf.distribute.Strategy:
+  """MultiWorkerMirrored with TF_CONFIG, Mirrored with several GPUs, else default."""
+  if os.environ.get('TF_CONFIG'):
+    return tf.distribute.MultiWorkerMirroredStrategy()
+  if len(tf.config.list_logical_devices('GPU')) > 1:
+    return tf.distribute.MirroredStrategy()
+  return tf.distribute.get_strategy()
+
+
+def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict[str, Any]) -> str:
+  """Stable per (config, data, hyperparameters): a rerun of the same training resumes."""
+  key = json.dumps({'model': settings['model'], 'train': settings['train'],
+                    'data': sorted(train_files), 'hp': hp_values}, sort_keys=True, default=str)
+  digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+  return os.path.join(settings['backup_root'], digest)
+
+
+def callbacks(fn_args, settings, train: config_lib.TrainConfig,
+              hp_values) -> List[keras.callbacks.Callback]:
+  result = [
+      keras.callbacks.BackupAndRestore(backup_dir(settings, fn_args.train_files, hp_values)),
+      keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
+  ]
+  if train.early_stopping_patience:
+    result.append(keras.callbacks.EarlyStopping(
+        monitor=f'val_{training.ACCURACY}', mode='max',
+        patience=train.early_stopping_patience, restore_best_weights=True))
+  return result
+
+
+def run_fn(fn_args) -> None:
+  settings = fn_args.custom_config
+  model_config = config_lib.model_config_from_dict(settings['model'])
+  train = config_lib.train_config_from_dict(settings['train'])
+  tune = config_lib.tune_config_from_dict(settings['tune'])
+  keras.utils.set_random_seed(train.seed)
+  if train.mixed_precision and tf.config.list_physical_devices('GPU'):
+    keras.mixed_precision.set_global_policy('mixed_float16')
+
+  hp = search_space.resolve(tune, model_config.variant, best=fn_args.hyperparameters,
+                            fixed=settings.get('fixed_hparams'))
+  logging.info('Trainer hyperparameters: %s', hp.values)
+  class_names = features.read_class_names(
+      features.examples_uri_from_split_pattern(fn_args.train_files[0]))
+  tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  schema = tft_output.raw_metadata.schema
+  n_train = data_lib.count_examples(fn_args.train_files)
+  n_eval = data_lib.count_examples(fn_args.eval_files)
+  cache = data_lib.transformed_bytes(n_train + n_eval, model_config.image_size) \
+      <= train.cache_limit_gb * 1e9
+  layer = tft_output.transform_features_layer()
+  train_ds = data_lib.make_dataset(
+      data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
+      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed)
+  eval_ds = data_lib.make_dataset(
+      data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
+      batch_size=train.batch_size, training=False, cache=cache)
+  steps_per_epoch = max(1, n_train // train.batch_size)
+
+  with strategy().scope():
+    model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
+                                len(class_names))
+    training.compile_model(model, hp, steps_per_epoch * train.epochs, train.jit_compile)
+  logging.info('Trainer: %s, %d parameters, %d train / %d eval examples, %d epochs, cache=%s',
+               model.name, model.count_params(), n_train, n_eval, train.epochs, cache)
+  log = EpochLog(train.epochs, steps_per_epoch * train.batch_size)
+  model.fit(train_ds, validation_data=eval_ds, epochs=train.epochs, verbose=0,
+            callbacks=callbacks(fn_args, settings, train, hp.values) + [log])
+
+  tf.io.gfile.makedirs(fn_args.model_run_dir)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
+    json.dump(log.rows, f, indent=1)
+  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE), 'w') as f:
+    json.dump(hp.values, f, indent=1)
+  serving.export(model, tft_output, class_names, fn_args.serving_model_dir)
+  logging.info('Trainer exported the serving model to %s', fn_args.serving_model_dir)

@@ -1,0 +1,274 @@
+"""Pipeline configuration: frozen dataclasses, the three presets, validation.
+
+Everything a run needs is one `PipelineConfig`. Presets are plain functions
+(`smoke`, `cpu`, `full`); command-line overrides go through
+`dataclasses.replace`, and every dataclass validates itself in `__post_init__`
+so a bad value fails in one clear line before any component starts.
+
+Module code that TFX runs (transform, tuner, trainer) never reads flags: it gets
+the relevant sections of this config as a plain dict through `custom_config`
+and rebuilds the dataclasses with `from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional, Tuple
+
+PRESETS = ('smoke', 'cpu', 'full')
+VARIANTS = ('cifar', 'paper')
+TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian')
+BAD_IMAGE_POLICIES = ('skip', 'fail')
+
+# The `paper` variant's stem (11x11 stride 4, three 3x3/2 max-pools) needs at
+# least 67x67 pixels to leave a 1x1 map; see models/alexnet.py.
+MIN_IMAGE_SIZE = {'cifar': 8, 'paper': 67}
+
+
+class ConfigError(ValueError):
+  """A configuration value is out of range; the message names the field."""
+
+
+def _require(condition: bool, message: str) -> None:
+  if not condition:
+    raise ConfigError(message)
+
+
+def _from_dict(cls, values: Mapping[str, Any]):
+  """Rebuilds a config dataclass from `dataclasses.asdict` output (lists → tuples)."""
+  kwargs = {}
+  for f in dataclasses.fields(cls):
+    if f.name in values:
+      value = values[f.name]
+      kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+  return cls(**kwargs)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+  """Where images come from and how they are split."""
+  image_dir: Optional[str] = None  # class-folder tree; None reads tfds `tfds_name`
+  tfds_name: str = 'cifar10'
+  tfds_data_dir: Optional[str] = None  # None: tfds' default (~/tensorflow_datasets)
+  eval_percent: int = 10  # share of a single-split source hashed into `eval` (45k/5k)
+  max_examples: Optional[int] = None  # cap on examples read per source split
+  on_bad_image: str = 'skip'  # undecodable files: `skip` (listed) or `fail`
+  split_seed: int = 0  # salt of the split hash; changing it reshuffles train/eval
+
+  def __post_init__(self):
+    _require(0 < self.eval_percent < 100,
+             f'eval_percent must be in 1..99, got {self.eval_percent}')
+    _require(self.max_examples is None or self.max_examples > 0,
+             f'max_examples must be positive, got {self.max_examples}')
+    _require(self.on_bad_image in BAD_IMAGE_POLICIES,
+             f'on_bad_image must be one of {BAD_IMAGE_POLICIES}, '
+             f'got {self.on_bad_image!r}')
+
+  @property
+  def source_name(self) -> str:
+    return f'image folder {self.image_dir}' if self.image_dir else f'tfds {self.tfds_name}'
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+  """The network: which AlexNet and at what input size."""
+  variant: str = 'cifar'  # `cifar`: 5 convs for 32x32; `paper`: Krizhevsky 2012
+  image_size: int = 32  # pixels per side after the transform's resize
+
+  def __post_init__(self):
+    _require(self.variant in VARIANTS,
+             f'model variant must be one of {VARIANTS}, got {self.variant!r}')
+    minimum = MIN_IMAGE_SIZE[self.variant]
+    _require(minimum <= self.image_size <= 512,
+             f'image size {self.image_size} is out of range for the '
+             f'{self.variant!r} variant (needs {minimum}..512)')
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+  """How the Trainer fits the model chosen by the Tuner."""
+  epochs: int = 20
+  batch_size: int = 128  # 128 beats 256 on a 2-core CPU (benchmarks/)
+  early_stopping_patience: int = 0  # epochs without val gain; 0 disables
+  # Decoded, normalized images are cached in memory when they fit this budget
+  # (45k x 32x32x3 float32 is 0.55 GB); larger sets re-run the transform per epoch.
+  cache_limit_gb: float = 2.0
+  mixed_precision: bool = False  # float16 compute; worth it only on GPUs
+  jit_compile: bool = False  # XLA; slower on CPU (benchmarks/), try on GPUs
+  seed: int = 42
+
+  def __post_init__(self):
+    _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')
+    _require(self.batch_size >= 1,
+             f'batch size must be at least 1, got {self.batch_size}')
+    _require(self.early_stopping_patience >= 0,
+             'early_stopping_patience must be >= 0, '
+             f'got {self.early_stopping_patience}')
+    _require(self.cache_limit_gb >= 0,
+             f'cache_limit_gb must be >= 0, got {self.cache_limit_gb}')
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+  """The Keras Tuner search: algorithm, budget and search-space ranges."""
+  enabled: bool = True  # False: train with the defaults or `hparams_file`
+  hparams_file: Optional[str] = None  # JSON of HyperParameters.get_config()
+  algorithm: str = 'hyperband'
+  max_trials: int = 6  # random / bayesian only; Hyperband sizes itself
+  max_epochs: int = 4  # epochs of the longest trial
+  hyperband_factor: int = 3
+  train_examples: int = 10_000  # tune on a subset of the train split ...
+  eval_examples: int = 2_000  # ... and of the eval split
+  # Search-space ranges (tuning/search_space.py owns the space itself).
+  width_multipliers: Tuple[float, ...] = (1.0, 0.5)  # first value is the default
+  dense_units: Tuple[int, ...] = (512, 1024)
+  seed: int = 7
+
+  def __post_init__(self):
+    _require(self.algorithm in TUNER_ALGORITHMS,
+             f'tuner must be one of {TUNER_ALGORITHMS}, got {self.algorithm!r}')
+    _require(self.max_trials >= 1, f'trials must be at least 1, got {self.max_trials}')
+    _require(self.max_epochs >= 1,
+             f'tuning epochs must be at least 1, got {self.max_epochs}')
+    _require(self.hyperband_factor >= 2,
+             f'hyperband factor must be >= 2, got {self.hyperband_factor}')
+    _require(self.train_examples >= 1 and self.eval_examples >= 1,
+             'tuning subsets must hold at least one example')
+    _require(bool(self.width_multipliers) and all(w > 0 for w in self.width_multipliers),
+             f'width multipliers must be positive, got {self.width_multipliers}')
+    _require(bool(self.dense_units) and all(u > 0 for u in self.dense_units),
+             f'dense units must be positive, got {self.dense_units}')
+    _require(self.hparams_file is None or os.path.isfile(self.hparams_file),
+             f'hyperparameters file not found: {self.hparams_file}')
+
+
+@dataclass(frozen=True)
+class GateConfig:
+  """The Evaluator's blessing rules."""
+  min_accuracy: float = 0.80  # absolute floor on eval-split accuracy
+  # A candidate may trail the last blessed model by at most this much
+  # (0 means "no regression at all"; ties pass).
+  max_regression: float = 0.0
+
+  def __post_init__(self):
+    _require(0.0 <= self.min_accuracy <= 1.01,
+             f'min accuracy must be in 0..1 (1.01 blocks every model), '
+             f'got {self.min_accuracy}')
+    _require(self.max_regression >= 0,
+             f'max_regression must be >= 0, got {self.max_regression}')
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+  """One pipeline run: the preset it came from plus every section."""
+  preset: str
+  pipeline_root: str = 'outputs/pipeline'
+  serving_dir: str = 'outputs/serving'
+  pipeline_name: str = 'cifar10-alexnet'
+  data: DataConfig = field(default_factory=DataConfig)
+  model: ModelConfig = field(default_factory=ModelConfig)
+  train: TrainConfig = field(default_factory=TrainConfig)
+  tune: TuneConfig = field(default_factory=TuneConfig)
+  gate: GateConfig = field(default_factory=GateConfig)
+  beam_workers: int = 1  # >1: Beam DirectRunner in multi_processing mode
+  beam_args: Tuple[str, ...] = ()  # passed through (Dataflow, Flink, Spark)
+
+  def __post_init__(self):
+    _require(self.preset in PRESETS,
+             f'preset must be one of {PRESETS}, got {self.preset!r}')
+    _require(self.beam_workers >= 1,
+             f'beam workers must be at least 1, got {self.beam_workers}')
+    _require(bool(self.pipeline_name.strip()), 'pipeline name must not be empty')
+
+  @property
+  def metadata_path(self) -> str:
+    """SQLite MLMD database of this pipeline root."""
+    return os.path.join(self.pipeline_root, 'metadata.sqlite')
+
+  @property
+  def tuner_dir(self) -> str:
+    """Keras Tuner state, stable across runs so an interrupted search resumes."""
+    return os.path.join(self.pipeline_root, 'tuner_state')
+
+  @property
+  def beam_pipeline_args(self) -> Tuple[str, ...]:
+    args = ['--direct_num_workers=%d' % self.beam_workers]
+    if self.beam_workers > 1:
+      args.append('--direct_running_mode=multi_processing')
+    return tuple(args) + tuple(self.beam_args)
+
+  def module_config(self) -> dict:
+    """The JSON-safe part of the config that module code receives."""
+    return {
+        'model': dataclasses.asdict(self.model),
+        'train': dataclasses.asdict(self.train),
+        'tune': dataclasses.asdict(self.tune),
+        'tuner_dir': os.path.abspath(self.tuner_dir),
+        'backup_root': os.path.abspath(os.path.join(self.pipeline_root, 'train_backup')),
+    }
+
+
+def smoke() -> PipelineConfig:
+  """A few minutes on 2 cores: tiny data, a narrow net, a two-trial search.
+
+  The end-to-end test runs this preset on a generated 10-class fixture:
+    python pipeline_runner.py --preset smoke --image-dir tests/...
+  It checks plumbing, not accuracy: the gate's floor is 0.
+  """
+  return PipelineConfig(
+      preset='smoke',
+      data=DataConfig(max_examples=2_000),
+      train=TrainConfig(epochs=2, batch_size=32),
+      tune=TuneConfig(algorithm='random', max_trials=2, max_epochs=1,
+                      train_examples=256, eval_examples=64,
+                      width_multipliers=(0.25,), dense_units=(64, 128)),
+      gate=GateConfig(min_accuracy=0.0),
+  )
+
+
+def cpu() -> PipelineConfig:
+  """The 50,000 CIFAR-10 training images on a 2-core machine in at most 2 hours.
+
+  `cifar` variant at 32x32, Hyperband on a 10k/2k subset, then 20 epochs on
+  45k images. Measured figures and the command are in README.md.
+  """
+  return PipelineConfig(preset='cpu')
+
+
+def full() -> PipelineConfig:
+  """GPU scale: the 227x227 `paper` recipe and a larger search.
+
+  Targets, not yet measured: >= 80% for `paper` in 15 epochs, >= 90% for
+  `cifar` (`--model-variant cifar --image-size 32`).
+  """
+  return PipelineConfig(
+      preset='full',
+      model=ModelConfig(variant='paper', image_size=227),
+      train=TrainConfig(epochs=15, batch_size=128, mixed_precision=True),
+      tune=TuneConfig(max_epochs=9, train_examples=20_000, eval_examples=5_000,
+                      width_multipliers=(1.0, 0.5, 1.5), dense_units=(4096, 1024, 2048)),
+      gate=GateConfig(min_accuracy=0.80),
+  )
+
+
+PRESET_FACTORIES = {'smoke': smoke, 'cpu': cpu, 'full': full}
+
+
+def preset(name: str) -> PipelineConfig:
+  if name not in PRESET_FACTORIES:
+    raise ConfigError(f'unknown preset {name!r}; choose one of {PRESETS}')
+  return PRESET_FACTORIES[name]()
+
+
+def model_config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
+  return _from_dict(ModelConfig, values)
+
+
+def train_config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
+  return _from_dict(TrainConfig, values)
+
+
+def tune_config_from_dict(values: Mapping[str, Any]) -> TuneConfig:
+  return _from_dict(TuneConfig, values)

@@ -1,0 +1,187 @@
+"""What a run did, read back from MLMD: progress lines while it runs, a summary after.
+
+Nothing here drives the pipeline; it only reads the SQLite metadata store
+that the LocalDagRunner writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+from typing import Dict, List, Optional
+
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from tfx_pipeline.config import PipelineConfig
+
+_State = metadata_store_pb2.Execution.State
+_DONE = {_State.COMPLETE: 'done', _State.CACHED: 'cached', _State.FAILED: 'FAILED',
+         _State.CANCELED: 'canceled'}
+
+
+def _store(metadata_path: str) -> metadata_store.MetadataStore:
+  config = metadata_store_pb2.ConnectionConfig()
+  config.sqlite.filename_uri = metadata_path
+  config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+  return metadata_store.MetadataStore(config)
+
+
+def format_seconds(seconds: float) -> str:
+  seconds = int(round(seconds))
+  if seconds < 60:
+    return f'{seconds}s'
+  minutes, seconds = divmod(seconds, 60)
+  if minutes < 60:
+    return f'{minutes}m{seconds:02d}s'
+  hours, minutes = divmod(minutes, 60)
+  return f'{hours}h{minutes:02d}m'
+
+
+@dataclasses.dataclass
+class ComponentRun:
+  node_id: str
+  state: str  # done | cached | FAILED | running | ...
+  seconds: float
+  execution: metadata_store_pb2.Execution
+
+
+def component_runs(metadata_path: str, pipeline_name: str,
+                   since: float) -> List[ComponentRun]:
+  """Executions of `pipeline_name` created after `since` (epoch seconds), in order."""
+  if not os.path.exists(metadata_path):
+    return []
+  store = _store(metadata_path)
+  prefix = pipeline_name + '.'
+  runs = []
+  for execution in store.get_executions():
+    if execution.create_time_since_epoch < since * 1000:
+      continue
+    node_ids = [c.name[len(prefix):] for c in store.get_contexts_by_execution(execution.id)
+                if c.name.startswith(prefix)]
+    if not node_ids:
+      continue
+    state = _DONE.get(execution.last_known_state, 'running')
+    seconds = (execution.last_update_time_since_epoch - execution.create_time_since_epoch) / 1e3
+    runs.append(ComponentRun(node_ids[0], state, seconds, execution))
+  runs.sort(key=lambda r: r.execution.create_time_since_epoch)
+  return runs
+
+
+class ProgressPrinter:
+  """Prints one line when each component starts and when it finishes."""
+
+  def __init__(self, metadata_path: str, pipeline_name: str, since: float,
+               interval: float = 2.0, out=print):
+    self._args = (metadata_path, pipeline_name, since)
+    self._interval = interval
+    self._out = out
+    self._seen: Dict[int, str] = {}
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._loop, daemon=True)
+
+  def __enter__(self):
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.poll()  # report what finished since the last poll
+
+  def _loop(self):
+    while not self._stop.wait(self._interval):
+      try:
+        self.poll()
+      except Exception:  # pylint: disable=broad-except  # MLMD busy: try again
+        pass
+
+  def poll(self):
+    since = self._args[2]
+    for run in component_runs(*self._args):
+      before = self._seen.get(run.execution.id)
+      if before == run.state:
+        continue
+      self._seen[run.execution.id] = run.state
+      elapsed = format_seconds(time.time() - since)
+      if run.state == 'running':
+        self._out(f'[{elapsed:>7}] {run.node_id} started')
+      else:
+        self._out(f'[{elapsed:>7}] {run.node_id} {run.state} in {format_seconds(run.seconds)}')
+
+
+@dataclasses.dataclass
+class Summary:
+  runs: List[ComponentRun]
+  blessed: Optional[bool]
+  gate_reason: str
+  pushed_to: Optional[str]
+  wall_seconds: float
+  report: Optional[str] = None
+
+  def text(self) -> str:
+    lines = ['', f'Run finished in {format_seconds(self.wall_seconds)}:']
+    for run in self.runs:
+      lines.append(f'  {run.node_id:28s} {run.state:8s} {format_seconds(run.seconds):>8}')
+    if self.blessed is None:
+      lines.append('Evaluator: no result (the pipeline stopped before it)')
+    elif self.blessed:
+      lines.append(f'Evaluator: BLESSED. {self.gate_reason}')
+    else:
+      lines.append(f'Evaluator: NOT blessed, nothing pushed. {self.gate_reason}')
+    if self.pushed_to:
+      lines.append(f'Pushed: {self.pushed_to}')
+    return '\n'.join(lines)
+
+
+def _output_artifacts(store, execution_id: int):
+  events = [e for e in store.get_events_by_execution_ids([execution_id])
+            if e.type == metadata_store_pb2.Event.OUTPUT]
+  return store.get_artifacts_by_id([e.artifact_id for e in events])
+
+
+def _int_property(artifact, name: str) -> Optional[int]:
+  if name in artifact.custom_properties:
+    return artifact.custom_properties[name].int_value
+  return None
+
+
+def gate_reason(evaluation_uri: str) -> str:
+  """Plain words for the Evaluator's decision, from TFMA's validation result."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  try:
+    result = tfma.load_validation_result(evaluation_uri)
+  except Exception as e:  # pylint: disable=broad-except
+    return f'(no validation result: {e})'
+  if result.validation_ok:
+    return 'Every threshold passed.'
+  reasons = []
+  for failure in result.metric_validations_per_slice:
+    for f in failure.failures:
+      reasons.append(f'{f.metric_key.name}: {f.message}')
+  return 'Failed: ' + '; '.join(reasons)
+
+
+def summarize(config: PipelineConfig, since: float) -> Summary:
+  runs = component_runs(config.metadata_path, config.pipeline_name, since)
+  blessed, reason, pushed_to = None, '', None
+  if runs:
+    store = _store(config.metadata_path)
+    for run in runs:
+      if run.state not in ('done', 'cached'):
+        continue
+      outputs = _output_artifacts(store, run.execution.id)
+      if run.node_id == 'Evaluator':
+        for artifact in outputs:
+          flag = _int_property(artifact, 'blessed')
+          if flag is not None:
+            blessed = bool(flag)
+          elif artifact.uri and artifact.type_id and 'evaluation' in artifact.uri.lower():
+            reason = gate_reason(artifact.uri)
+      if run.node_id == 'Pusher':
+        for artifact in outputs:
+          if _int_property(artifact, 'pushed'):
+            pushed_to = artifact.custom_properties['pushed_destination'].string_value
+  return Summary(runs, blessed, reason, pushed_to, time.time() - since)

@@ -1,0 +1,128 @@
+"""tuner_fn: the Keras Tuner search that TFX's Tuner component runs.
+
+The search runs on a subset of the train and eval splits
+(`TuneConfig.train_examples` / `eval_examples`) with short trials
+(`max_epochs`); the Trainer then trains the winner for the full schedule.
+Search state lives in a stable directory under the pipeline root, keyed by a
+digest of everything that shapes the search, so an interrupted search resumes
+where it stopped and a changed search starts fresh.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import math
+import os
+from typing import Any, Dict, List, NamedTuple
+
+import keras_tuner
+import tensorflow_transform as tft
+from absl import logging
+from tfx.components.tuner.component import TunerFnResult
+
+from components import data as data_lib
+from components import features
+from models import alexnet
+from models import training
+from tfx_pipeline import config as config_lib
+from tuning.search_space import search_space
+
+OBJECTIVE = keras_tuner.Objective(f'val_{training.ACCURACY}', direction='max')
+
+
+class Round(NamedTuple):
+  bracket: int
+  round: int
+  trials: int
+  epochs: int  # the epoch each trial of this round trains up to
+
+
+def hyperband_rounds(max_epochs: int, factor: int) -> List[Round]:
+  """keras-tuner's Hyperband schedule for one iteration (its arithmetic, restated)."""
+  brackets, epochs = 0, float(max_epochs)
+  while epochs >= 1:
+    epochs /= factor
+    brackets += 1
+  end_size = math.ceil(1 + math.log(max_epochs, factor))
+  rounds = []
+  for bracket in reversed(range(brackets)):
+    for rnd in range(bracket + 1):
+      size = math.ceil(end_size / (bracket + 1) * factor ** (bracket - rnd))
+      rounds.append(Round(bracket, rnd, size,
+                          math.ceil(max_epochs / factor ** (bracket - rnd))))
+  return rounds
+
+
+def search_epochs(tune: config_lib.TuneConfig) -> int:
+  """Epochs (over the tuning subset) that one search trains in total."""
+  if tune.algorithm != 'hyperband':
+    return tune.max_trials * tune.max_epochs
+  total, previous = 0, {}
+  for r in hyperband_rounds(tune.max_epochs, tune.hyperband_factor):
+    start = previous.get(r.bracket, 0)  # later rounds resume the best trials
+    total += r.trials * (r.epochs - start)
+    previous[r.bracket] = r.epochs
+  return total
+
+
+def search_digest(module_config: Dict[str, Any], train_files: List[str]) -> str:
+  """Identifies a search: same tuning config, model and data -> same directory."""
+  key = json.dumps({'model': module_config['model'], 'tune': module_config['tune'],
+                    'data': sorted(train_files)}, sort_keys=True)
+  return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def build_tuner(hypermodel, tune: config_lib.TuneConfig, hp, directory: str,
+                project_name: str) -> keras_tuner.Tuner:
+  common = dict(hypermodel=hypermodel, objective=OBJECTIVE, hyperparameters=hp,
+                allow_new_entries=False, tune_new_entries=True, seed=tune.seed,
+                directory=directory, project_name=project_name, overwrite=False)
+  if tune.algorithm == 'hyperband':
+    return keras_tuner.Hyperband(max_epochs=tune.max_epochs, factor=tune.hyperband_factor,
+                                 hyperband_iterations=1, **common)
+  if tune.algorithm == 'random':
+    return keras_tuner.RandomSearch(max_trials=tune.max_trials, **common)
+  return keras_tuner.BayesianOptimization(max_trials=tune.max_trials, **common)
+
+
+def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
+                jit_compile: bool):
+  net = alexnet.build_model(hp, model.variant, model.image_size, num_classes)
+  return training.compile_model(net, hp, total_steps, jit_compile)
+
+
+def tuner_fn(fn_args) -> TunerFnResult:
+  settings = fn_args.custom_config
+  model = config_lib.model_config_from_dict(settings['model'])
+  train = config_lib.train_config_from_dict(settings['train'])
+  tune = config_lib.tune_config_from_dict(settings['tune'])
+  class_names = features.read_class_names(
+      features.examples_uri_from_split_pattern(fn_args.train_files[0]))
+  tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+  schema = tft_output.raw_metadata.schema
+
+  n_train = min(tune.train_examples, data_lib.count_examples(fn_args.train_files))
+  steps_per_epoch = max(1, n_train // train.batch_size)
+  layer = tft_output.transform_features_layer()
+  train_ds = data_lib.make_dataset(
+      data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
+      batch_size=train.batch_size, training=True, take=tune.train_examples, seed=tune.seed)
+  eval_ds = data_lib.make_dataset(
+      data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
+      batch_size=train.batch_size, training=False, take=tune.eval_examples)
+
+  project = f'{tune.algorithm}-{search_digest(settings, fn_args.train_files)}'
+  hypermodel = functools.partial(
+      _hypermodel, model=model, num_classes=len(class_names),
+      total_steps=steps_per_epoch * tune.max_epochs, jit_compile=train.jit_compile)
+  tuner = build_tuner(hypermodel, tune, search_space(tune, model.variant),
+                      settings['tuner_dir'], project)
+  logging.info('Tuner: %s search in %s, %d subset epochs of %d examples',
+               tune.algorithm, os.path.join(settings['tuner_dir'], project),
+               search_epochs(tune), n_train)
+  return TunerFnResult(
+      tuner=tuner,
+      fit_kwargs={'x': train_ds, 'validation_data': eval_ds, 'epochs': tune.max_epochs,
+                  'verbose': 2})
