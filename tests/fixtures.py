@@ -47,3 +47,48 @@ def make_image_tree(root: str, per_class: int = 20, classes: Sequence[str] = CLA
         with open(os.path.join(folder, f'{i:04d}.{fmt}'), 'wb') as f:
           f.write(encode(synthetic_image(label, rng, size), fmt))
   return root
+
+
+def make_messy_tree(root: str, outside_file: str) -> dict:
+  """A tree with every kind of trouble a real folder has. Returns what to expect.
+
+  Usable: 10 images per class in `cat` and `dog` (including a grayscale PNG,
+  an RGBA PNG and a 17x45 JPEG). Undecodable (kept by the scan, skipped by
+  the decode check): a truncated JPEG and a text file named .jpg. Ignored by
+  the scan: .git/, a stray top-level file, an empty class folder, a nested
+  folder, a .txt file and a symlink to `outside_file`.
+  """
+  rng = np.random.default_rng(1)
+  make_image_tree(root, per_class=8, classes=('cat', 'dog'), seed=1)
+  cat = os.path.join(root, 'train', 'cat')
+  gray = Image.fromarray(synthetic_image(3, rng)[..., 0], mode='L')
+  gray.save(os.path.join(cat, 'gray.png'))
+  Image.fromarray(np.dstack([synthetic_image(3, rng), np.full((32, 32), 200, np.uint8)]),
+                  mode='RGBA').save(os.path.join(cat, 'rgba.png'))
+  dog = os.path.join(root, 'train', 'dog')
+  with open(os.path.join(dog, 'odd.jpg'), 'wb') as f:
+    f.write(encode(synthetic_image(5, rng, 45)[:17], 'jpg'))
+  with open(os.path.join(dog, 'wide.jpeg'), 'wb') as f:
+    f.write(encode(np.concatenate([synthetic_image(5, rng)] * 3, axis=1), 'jpg'))
+  jpeg = encode(synthetic_image(5, rng, 64), 'jpg')
+  with open(os.path.join(dog, 'truncated.jpg'), 'wb') as f:
+    f.write(jpeg[:len(jpeg) // 2])
+  with open(os.path.join(cat, 'notes.jpg'), 'w') as f:
+    f.write('this is not an image')
+  with open(os.path.join(cat, 'readme.txt'), 'w') as f:
+    f.write('stray text')
+  os.makedirs(os.path.join(cat, 'nested'))
+  os.makedirs(os.path.join(root, 'train', 'empty_class'))
+  os.makedirs(os.path.join(root, '.git', 'objects'))
+  with open(os.path.join(root, '.git', 'objects', 'x.jpg'), 'wb') as f:
+    f.write(jpeg)
+  with open(os.path.join(root, 'LICENSE.txt'), 'w') as f:
+    f.write('stray file')
+  os.symlink(outside_file, os.path.join(dog, 'escape.jpg'))
+  return {
+      'classes': ['cat', 'dog'],
+      'good': 8 + 8 + 4,  # 16 generated + gray, rgba, odd, wide
+      'bad': {'train/dog/truncated.jpg', 'train/cat/notes.jpg'},
+      'ignored': {'.git', 'LICENSE.txt', 'train/empty_class', 'train/cat/nested',
+                  'train/cat/readme.txt', 'train/dog/escape.jpg'},
+  }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
 import apache_beam as beam
@@ -57,7 +58,8 @@ def check_image(data: bytes):
   try:
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
-    raise ValueError(e.message.strip().splitlines()[0]) from None
+    message = re.sub(r'\{\{[^}]*\}\}\s*', '', e.message).strip().splitlines()[0]
+    raise ValueError(message) from None
   height, width = int(image.shape[0]), int(image.shape[1])
   if not height or not width:
     raise ValueError(f'decoded to an empty {height}x{width} image')
@@ -141,7 +143,7 @@ def _tfds_source(data: config_lib.DataConfig) -> _Source:
           | 'ReadTfdsShard' >> beam.FlatMap(_read_tfds_shard, data))
   notes = {'ignored': [], 'unused_splits': ['test (held out)'],
            'eval_from': f'train (hash, {data.eval_percent}%)'}
-  return _Source(list(sources.tfds_class_names(data.tfds_name)), None, read, notes)
+  return _Source(list(sources.tfds_class_names(data.tfds_name, data.tfds_data_dir)), None, read, notes)
 
 
 def _metric_counts(result: beam.runners.runner.PipelineResult) -> Dict[str, Any]:

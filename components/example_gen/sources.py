@@ -216,11 +216,16 @@ TFDS_DOWNLOAD_HINT = (
     '"--image-dir ~/data/cifar10-jpeg".')
 
 
-def tfds_class_names(name: str) -> Tuple[str, ...]:
+def tfds_class_names(name: str, data_dir: Optional[str]) -> Tuple[str, ...]:
+  """Label names of a tfds dataset, downloading and preparing it first if needed.
+
+  Some builders (cifar10 among them) learn their names from the downloaded
+  files, so the names are read after preparation.
+  """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(name)
-  label = builder.info.features['label']
-  return tuple(label.names)
+  builder = tfds.builder(name, data_dir=data_dir)
+  builder.download_and_prepare()
+  return tuple(builder.info.features['label'].names)
 
 
 def tfds_is_prepared(name: str, data_dir: Optional[str]) -> bool:

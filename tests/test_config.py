@@ -1,0 +1,58 @@
+"""Config: presets are valid, bad values fail with a message naming the field."""
+
+import dataclasses
+
+import pytest
+
+from tfx_pipeline import config
+
+
+@pytest.mark.parametrize('name', config.PRESETS)
+def test_presets_are_valid_and_named(name):
+  cfg = config.preset(name)
+  assert cfg.preset == name
+  assert cfg.model.image_size >= config.MIN_IMAGE_SIZE[cfg.model.variant]
+
+
+def test_unknown_preset_is_refused():
+  with pytest.raises(config.ConfigError, match='unknown preset'):
+    config.preset('huge')
+
+
+@pytest.mark.parametrize('section, changes, message', [
+    ('train', {'epochs': -1}, 'epochs must be at least 1'),
+    ('train', {'batch_size': 0}, 'batch size'),
+    ('model', {'variant': 'paper', 'image_size': 32}, 'too small|out of range'),
+    ('model', {'variant': 'vgg'}, 'variant'),
+    ('tune', {'algorithm': 'grid'}, 'tuner must be one of'),
+    ('gate', {'min_accuracy': 2.0}, 'min accuracy'),
+    ('data', {'on_bad_image': 'ignore'}, 'on_bad_image'),
+    ('data', {'eval_percent': 0}, 'eval_percent'),
+])
+def test_bad_values_fail_with_the_field_name(section, changes, message):
+  base = getattr(config.cpu(), section)
+  with pytest.raises(config.ConfigError, match=message):
+    dataclasses.replace(base, **changes)
+
+
+def test_paper_variant_minimum_size_is_enforced_at_the_boundary():
+  config.ModelConfig(variant='paper', image_size=67)
+  with pytest.raises(config.ConfigError):
+    config.ModelConfig(variant='paper', image_size=66)
+
+
+def test_module_config_round_trips_through_json():
+  import json
+  cfg = config.full()
+  settings = json.loads(json.dumps(cfg.module_config()))
+  assert config.model_config_from_dict(settings['model']) == cfg.model
+  assert config.train_config_from_dict(settings['train']) == cfg.train
+  assert config.tune_config_from_dict(settings['tune']) == cfg.tune
+
+
+def test_beam_args_switch_to_multiprocessing_with_workers():
+  cfg = dataclasses.replace(config.smoke(), beam_workers=2, beam_args=('--foo=1',))
+  assert '--direct_running_mode=multi_processing' in cfg.beam_pipeline_args
+  assert '--direct_num_workers=2' in cfg.beam_pipeline_args
+  assert cfg.beam_pipeline_args[-1] == '--foo=1'
+  assert '--direct_running_mode=multi_processing' not in config.smoke().beam_pipeline_args

@@ -1,0 +1,111 @@
+"""ImageExampleGen's executor: every image decode-checked, bad ones named, counts recorded."""
+
+import dataclasses
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+
+import fixtures
+from components import features
+from components.example_gen import executor
+from tfx_pipeline.config import DataConfig
+
+
+def run_executor(tmp_path, data: DataConfig):
+  examples = standard_artifacts.Examples()
+  examples.uri = str(tmp_path / 'examples')
+  executor.Executor().Do({}, {executor.EXAMPLES_KEY: [examples]},
+                         {executor.DATA_CONFIG_KEY: json.dumps(dataclasses.asdict(data))})
+  return examples
+
+
+def read_split(examples, split):
+  files = glob.glob(os.path.join(examples.uri, f'Split-{split}', '*.gz'))
+  records = tf.data.TFRecordDataset(files, compression_type='GZIP')
+  return [tf.train.Example.FromString(r.numpy()) for r in records]
+
+
+@pytest.fixture(scope='module')
+def messy(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('messy')
+  (tmp / 'outside.jpg').write_bytes(fixtures.encode(
+      fixtures.synthetic_image(0, __import__('numpy').random.default_rng(0)), 'jpg'))
+  expected = fixtures.make_messy_tree(str(tmp / 'tree'), str(tmp / 'outside.jpg'))
+  examples = run_executor(tmp, DataConfig(image_dir=str(tmp / 'tree'), eval_percent=30))
+  return examples, expected
+
+
+def test_bad_images_are_skipped_listed_and_counted(messy):
+  examples, expected = messy
+  bad_lines = open(os.path.join(examples.uri, features.BAD_IMAGES_FILE)).read().splitlines()
+  assert {line.split('\t')[1] for line in bad_lines} == expected['bad']
+  assert all(line.split('\t')[2] for line in bad_lines)  # a reason for each
+  counts = json.load(open(os.path.join(examples.uri, features.COUNTS_FILE)))
+  splits = counts['splits']
+  assert sum(s['skipped'] for s in splits.values()) == len(expected['bad'])
+  assert sum(s['written'] for s in splits.values()) == expected['good']
+  for s in splits.values():
+    assert s['read'] == s['written'] + s['skipped']
+  assert {i['path'] for i in counts['ignored']} == expected['ignored']
+  props = examples.mlmd_artifact.custom_properties
+  assert props['train_skipped'].int_value + props['eval_skipped'].int_value == 2
+  assert props['ignored_files'].int_value == len(expected['ignored'])
+
+
+def test_written_examples_hold_decodable_bytes_labels_and_ids(messy):
+  examples, expected = messy
+  rows = read_split(examples, 'train') + read_split(examples, 'eval')
+  assert len(rows) == expected['good']
+  names = json.load(open(os.path.join(examples.uri, features.CLASS_NAMES_FILE)))
+  assert names == expected['classes']
+  for ex in rows:
+    f = ex.features.feature
+    image_id = f[features.ID_KEY].bytes_list.value[0].decode()
+    label = f[features.LABEL_KEY].int64_list.value[0]
+    assert image_id.split('/')[1] == names[label]
+    image = tf.io.decode_image(f[features.IMAGE_KEY].bytes_list.value[0], channels=3)
+    assert image.shape[:2] == (f[features.HEIGHT_KEY].int64_list.value[0],
+                               f[features.WIDTH_KEY].int64_list.value[0])
+  ids = {ex.features.feature[features.ID_KEY].bytes_list.value[0].decode() for ex in rows}
+  assert {'train/cat/gray.png', 'train/cat/rgba.png', 'train/dog/odd.jpg'} <= ids
+
+
+def test_split_is_deterministic_by_id(messy, tmp_path):
+  examples, _ = messy
+  again = run_executor(tmp_path, DataConfig(image_dir=os.path.join(
+      os.path.dirname(examples.uri), 'tree'), eval_percent=30))
+
+  def ids(ex, split):
+    return sorted(e.features.feature[features.ID_KEY].bytes_list.value[0]
+                  for e in read_split(ex, split))
+  assert ids(examples, 'eval') == ids(again, 'eval')
+  assert ids(examples, 'train') == ids(again, 'train')
+  assert ids(examples, 'eval')  # 30% of 20 images: never empty in practice
+
+
+def test_fail_policy_stops_with_the_list_of_bad_files(messy, tmp_path):
+  examples, expected = messy
+  tree = os.path.join(os.path.dirname(examples.uri), 'tree')
+  with pytest.raises(executor.BadImageError) as info:
+    run_executor(tmp_path, DataConfig(image_dir=tree, on_bad_image='fail'))
+  for path in expected['bad']:
+    assert path in str(info.value)
+
+
+def test_tfds_source_reads_encoded_images(tmp_path, monkeypatch):
+  import tensorflow_datasets as tfds
+  # mock_data ignores sub-split slicing, so read the mocked split as one shard.
+  monkeypatch.setattr(executor, 'TFDS_SHARDS', 1)
+  with tfds.testing.mock_data(num_examples=40):
+    examples = run_executor(tmp_path, DataConfig(tfds_name='cifar10', eval_percent=25))
+  rows = read_split(examples, 'train') + read_split(examples, 'eval')
+  assert len(rows) == 40
+  names = json.load(open(os.path.join(examples.uri, features.CLASS_NAMES_FILE)))
+  assert len(names) == 10  # mocked cifar10 names its classes '0'..'9'
+  image = tf.io.decode_image(rows[0].features.feature[features.IMAGE_KEY].bytes_list.value[0])
+  assert image.shape == (32, 32, 3)
+
