@@ -32,6 +32,9 @@ CIFAR_POOL_AFTER = (0, 1, 2)  # conv indices followed by 2x2 max-pooling
 PAPER_WIDTHS = (96, 256, 384, 384, 256)
 PAPER_KERNELS = (11, 5, 3, 3, 3)
 PAPER_POOL_AFTER = (0, 1, 4)
+# BatchNorm moving averages: 0.9 (PyTorch's 0.1) instead of Keras' 0.99, so the
+# inference statistics are current after the few hundred steps of a tuning trial.
+BN_MOMENTUM = 0.9
 
 
 def scaled(width: int, multiplier: float) -> int:
@@ -45,7 +48,7 @@ def _conv_bn_relu(x, filters: int, kernel: int, name: str, strides: int = 1,
                     name=f'{name}_conv')(x)
   if pool:
     x = layers.MaxPooling2D(pool, strides=pool_stride, name=f'{name}_pool')(x)
-  x = layers.BatchNormalization(name=f'{name}_bn')(x)
+  x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f'{name}_bn')(x)
   return layers.ReLU(name=f'{name}_relu')(x)
 
 
@@ -62,7 +65,7 @@ def _head(x, units: int, dropout: float, num_classes: int):
   x = layers.Flatten(name='flatten')(x)
   for i in (1, 2):
     x = layers.Dense(units, use_bias=False, name=f'fc{i}')(x)
-    x = layers.BatchNormalization(name=f'fc{i}_bn')(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f'fc{i}_bn')(x)
     x = layers.ReLU(name=f'fc{i}_relu')(x)
     if dropout:
       x = layers.Dropout(dropout, name=f'fc{i}_dropout')(x)

@@ -1,0 +1,66 @@
+"""The shared input function: augmentation is exact, training-only and per-image."""
+
+import numpy as np
+import tensorflow as tf
+
+from components import data
+
+
+def test_crop_without_padding_or_flip_is_identity():
+  images = tf.random.uniform([4, 8, 8, 3])
+  tf.random.set_seed(0)
+  out = data.flip_and_crop(images, pad=0).numpy()
+  for original, got in zip(images.numpy(), out):
+    assert np.array_equal(got, original) or np.array_equal(got, original[:, ::-1])
+
+
+def test_flip_and_crop_moves_pixels_within_the_padding():
+  images = tf.reshape(tf.range(2 * 6 * 6 * 1, dtype=tf.float32), [2, 6, 6, 1])
+  out = data.flip_and_crop(images, pad=2)
+  assert out.shape == images.shape
+  values = set(np.unique(out.numpy()))
+  assert values <= set(np.unique(images.numpy()))  # reflect-padding adds no new values
+
+
+def test_augmentation_differs_per_image_and_per_call():
+  images = tf.tile(tf.reshape(tf.range(32 * 32 * 3, dtype=tf.float32), [1, 32, 32, 3]), [16, 1, 1, 1])
+  first = data.flip_and_crop(images).numpy()
+  second = data.flip_and_crop(images).numpy()
+  distinct = {first[i].tobytes() for i in range(16)}
+  assert len(distinct) > 4
+  assert not np.array_equal(first, second)
+
+
+def _raw(n):
+  images = np.arange(n, dtype=np.float32).reshape(n, 1, 1, 1) * np.ones((1, 8, 8, 3), np.float32)
+  labels = np.arange(n, dtype=np.int64)
+  return tf.data.Dataset.from_tensor_slices({'x': images, 'y': labels}).batch(5)
+
+
+def _layer(batch):
+  return {'image_xf': batch['x'], 'label_xf': batch['y']}
+
+
+def test_eval_batches_are_in_order_unaugmented_and_complete():
+  ds = data.make_dataset(_raw(12), _layer, batch_size=5, training=False)
+  batches = list(ds)
+  assert [len(y) for _, y in batches] == [5, 5, 2]
+  labels = np.concatenate([y.numpy() for _, y in batches])
+  np.testing.assert_array_equal(labels, np.arange(12))
+  images = np.concatenate([x.numpy() for x, _ in batches])
+  np.testing.assert_array_equal(images[:, 0, 0, 0], np.arange(12))
+
+
+def test_training_batches_shuffle_drop_remainder_and_keep_pairs():
+  ds = data.make_dataset(_raw(12), _layer, batch_size=5, training=True, seed=1)
+  batches = list(ds)
+  assert [len(y) for _, y in batches] == [5, 5]
+  for x, y in batches:  # each image is constant-valued = its label, whatever the crop/flip
+    np.testing.assert_array_equal(x.numpy().reshape(len(y), -1).max(1), y.numpy())
+  epoch2 = np.concatenate([y.numpy() for _, y in ds])
+  assert not np.array_equal(np.concatenate([y.numpy() for _, y in batches]), epoch2)
+
+
+def test_take_limits_examples():
+  ds = data.make_dataset(_raw(12), _layer, batch_size=4, training=False, take=6)
+  assert sum(len(y) for _, y in ds) == 6
