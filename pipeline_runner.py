@@ -66,7 +66,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   scale.add_argument('--beam-workers', type=int,
                      help='Beam DirectRunner workers (multi_processing when > 1)')
   scale.add_argument('--beam-arg', action='append', default=[],
-                     help='extra Beam pipeline argument, repeatable (e.g. --runner=DataflowRunner)')
+                     help='extra Beam pipeline argument, repeatable; write it with "=", e.g. '
+                          '--beam-arg=--runner=DataflowRunner')
   return p.parse_args(argv)
 
 
@@ -88,9 +89,10 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
       os.path.expanduser(args.image_dir)), tfds_data_dir=args.tfds_data_dir,
               eval_percent=args.eval_percent, max_examples=args.max_examples,
               on_bad_image=args.on_bad_image)
-  model = _set(base.model, variant=args.model_variant, image_size=args.image_size)
-  if args.model_variant == 'paper' and args.image_size is None and model.image_size < 227:
-    model = dataclasses.replace(model, image_size=227)
+  image_size = args.image_size
+  if args.model_variant == 'paper' and image_size is None and base.model.variant != 'paper':
+    image_size = 227  # the paper's input size, unless asked otherwise
+  model = _set(base.model, variant=args.model_variant, image_size=image_size)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile)
   tune = _set(base.tune, algorithm=args.tuner, max_trials=args.trials,

@@ -22,7 +22,8 @@ def build_transform_graph(output_dir: str, encoded_images, labels, image_size=IM
   """Runs the project's preprocessing_fn through TFT on `encoded_images` -> output_dir."""
   import tensorflow as tf
   import tensorflow_transform.beam as tft_beam
-  from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
+  import tensorflow_transform as tft
+  from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io, schema_utils
 
   from components import features, transform
 
@@ -35,6 +36,9 @@ def build_transform_graph(output_dir: str, encoded_images, labels, image_size=IM
   with tft_beam.Context(temp_dir=os.path.join(output_dir, 'tmp'), force_tf_compat_v1=False):
     transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(fn)
     _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
+  # Like TFX's Transform: the raw schema travels with the graph.
+  metadata_io.write_metadata(metadata, os.path.join(output_dir,
+                                                    tft.TFTransformOutput.RAW_METADATA_DIR))
   return output_dir
 
 

@@ -25,7 +25,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components import features
-from components.example_gen import ImageExampleGen
+from components.example_gen.component import ImageExampleGen
 from components.example_gen import sources
 from tfx_pipeline.config import PipelineConfig
 

@@ -228,28 +228,32 @@ def tfds_class_names(name: str, data_dir: Optional[str]) -> Tuple[str, ...]:
   return tuple(builder.info.features['label'].names)
 
 
-def tfds_is_prepared(name: str, data_dir: Optional[str]) -> bool:
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  builder = tfds.builder(name, data_dir=data_dir)
-  return builder.is_prepared()
+def _download_hosts(builder) -> List[str]:
+  """Hosts a tfds builder downloads from: its module's *_URL constants, plus GCS."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import urllib.parse  # pylint: disable=g-import-not-at-top
+  module = sys.modules.get(type(builder).__module__)
+  urls = [v for k, v in vars(module).items() if k.endswith('URL') and isinstance(v, str)
+          and v.startswith('http')] if module else []
+  hosts = [urllib.parse.urlparse(u).hostname for u in urls]
+  return sorted({h for h in hosts if h}) or ['storage.googleapis.com']
 
 
 def check_tfds_reachable(name: str, data_dir: Optional[str], timeout_s: float = 5.0) -> None:
   """Raises SourceError at once when tfds would need a download that cannot happen."""
-  if tfds_is_prepared(name, data_dir):
-    return
   import socket  # pylint: disable=g-import-not-at-top
-  import urllib.parse  # pylint: disable=g-import-not-at-top
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   builder = tfds.builder(name, data_dir=data_dir)
-  urls = getattr(builder, '_URL', None) or 'https://storage.googleapis.com'
-  host = urllib.parse.urlparse(urls if isinstance(urls, str) else urls[0]).hostname
-  try:
-    socket.create_connection((host, 443), timeout=timeout_s).close()
-  except OSError as e:
-    raise SourceError(
-        f'tfds dataset {name!r} is not prepared locally and its host {host} is '
-        f'unreachable ({e.__class__.__name__}: {e}). {TFDS_DOWNLOAD_HINT}') from e
+  if builder.is_prepared():
+    return
+  for host in _download_hosts(builder):
+    try:
+      socket.create_connection((host, 443), timeout=timeout_s).close()
+    except OSError as e:
+      raise SourceError(
+          f'tfds dataset {name!r} is not prepared in {builder.data_dir} and its download '
+          f'host {host} is unreachable ({e.__class__.__name__}: {e}). '
+          f'{TFDS_DOWNLOAD_HINT}') from e
 
 
 def tfds_slices(split: str, shards: int) -> List[str]:

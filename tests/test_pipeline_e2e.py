@@ -1,0 +1,75 @@
+"""The whole pipeline with the smoke preset on a generated tree: MLMD, push, serving, cache."""
+
+import glob
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fixtures
+from components import features
+from tfx_pipeline import run_summary
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+              'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
+              'Pusher'}
+UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'Evaluator', 'Pusher'}
+
+
+def run_pipeline(tree, root, serving, *extra):
+  cmd = [sys.executable, 'pipeline_runner.py', '--preset', 'smoke', '--image-dir', tree,
+         '--pipeline-root', root, '--serving-dir', serving, *extra]
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+  return result.stdout
+
+
+@pytest.fixture(scope='module')
+def first_run(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('e2e')
+  tree = fixtures.make_image_tree(str(tmp / 'tree'), per_class=20)
+  root, serving = str(tmp / 'root'), str(tmp / 'serving')
+  since = time.time()
+  out = run_pipeline(tree, root, serving)
+  return tree, root, serving, since, out
+
+
+@pytest.mark.slow
+def test_every_component_executed_in_mlmd(first_run):
+  _, root, _, since, out = first_run
+  runs = run_summary.component_runs(os.path.join(root, 'metadata.sqlite'),
+                                    'cifar10-alexnet', since)
+  assert {r.node_id: r.state for r in runs} == {c: 'done' for c in COMPONENTS}
+  assert 'Evaluator: BLESSED' in out and 'Pushed: ' in out
+  for node in ('ImageExampleGen started', 'Trainer started', 'Trainer done in'):
+    assert node in out  # progress lines
+
+
+@pytest.mark.slow
+def test_a_version_was_pushed_and_serves_probabilities(first_run):
+  import tensorflow as tf
+  tree, _, serving, _, _ = first_run
+  versions = os.listdir(serving)
+  assert len(versions) == 1 and versions[0].isdigit()
+  model = tf.saved_model.load(os.path.join(serving, versions[0]))
+  blobs = [open(p, 'rb').read() for p in sorted(glob.glob(f'{tree}/train/*/0000.jpg'))]
+  out = model.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(blobs))
+  probabilities = out[features.PROBABILITIES].numpy()
+  assert probabilities.shape == (10, 10)
+  np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+  names = [n.decode() for n in out[features.CLASS_NAMES].numpy()]
+  assert set(names) <= set(fixtures.CLASS_NAMES)
+
+
+@pytest.mark.slow
+def test_second_run_hits_the_cache(first_run):
+  tree, root, serving, _, _ = first_run
+  since = time.time()
+  run_pipeline(tree, root, serving)
+  states = {r.node_id: r.state for r in run_summary.component_runs(
+      os.path.join(root, 'metadata.sqlite'), 'cifar10-alexnet', since)}
+  assert {n: states.get(n) for n in UPSTREAM} == {n: 'cached' for n in UPSTREAM}
