@@ -8,7 +8,9 @@ exactly. Nothing here is materialized to disk (Transform runs with
 materialize=False): 45k x 227x227x3 float32 would be ~31 GB.
 """
 
-from typing import Any, Dict
+import functools
+import os
+from typing import Any, Dict, Sequence
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -56,3 +58,30 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
       features.TRANSFORMED_IMAGE_KEY: (images - mean) / std,
       features.TRANSFORMED_LABEL_KEY: tf.reshape(inputs[features.LABEL_KEY], [-1]),
   }
+
+
+def analyze_images(encoded_images: Sequence[bytes], labels: Sequence[int], image_size: int,
+                   output_dir: str) -> str:
+  """Builds a transform graph from in-memory images with Beam, outside any pipeline.
+
+  The same preprocessing_fn and the same on-disk layout as TFX's Transform
+  (transform_fn/, transformed_metadata/, metadata/), for tests, benchmarks and
+  notebooks. Returns `output_dir`, ready for `tft.TFTransformOutput`.
+  """
+  import tensorflow_transform.beam as tft_beam  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import dataset_metadata  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import metadata_io  # pylint: disable=g-import-not-at-top
+  from tensorflow_transform.tf_metadata import schema_utils  # pylint: disable=g-import-not-at-top
+
+  spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([1], tf.string),
+          features.LABEL_KEY: tf.io.FixedLenFeature([1], tf.int64)}
+  metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+  rows = [{features.IMAGE_KEY: [b], features.LABEL_KEY: [int(l)]}
+          for b, l in zip(encoded_images, labels)]
+  fn = functools.partial(preprocessing_fn, custom_config={'image_size': image_size})
+  with tft_beam.Context(temp_dir=os.path.join(output_dir, 'tmp'), force_tf_compat_v1=False):
+    transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(fn)
+    _ = transform_fn | tft_beam.WriteTransformFn(output_dir)
+  metadata_io.write_metadata(
+      metadata, os.path.join(output_dir, tft.TFTransformOutput.RAW_METADATA_DIR))
+  return output_dir
