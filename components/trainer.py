@@ -49,10 +49,10 @@ class EpochLog(keras.callbacks.Callback):
     row = {'epoch': epoch + 1, 'seconds': round(seconds, 1),
            **{k: float(v) for k, v in (logs or {}).items()}}
     self.rows.append(row)
-    logging.info('Trainer epoch %d/%d: %.0fs (%.0f img/s) loss %.3f acc %.4f val_acc %.4f',
-                 epoch + 1, self.epochs, seconds, self.images / max(seconds, 1e-9),
-                 row.get('loss', float('nan')), row.get(training.ACCURACY, float('nan')),
-                 row.get(f'val_{training.ACCURACY}', float('nan')))
+    print(f'Trainer epoch {epoch + 1}/{self.epochs}: {seconds:.0f}s '
+          f'({self.images / max(seconds, 1e-9):.0f} img/s), loss {row.get("loss", 0):.3f}, '
+          f'accuracy {row.get(training.ACCURACY, 0):.4f}, '
+          f'val_accuracy {row.get(f"val_{training.ACCURACY}", 0):.4f}', flush=True)
 
 
 def strategy() -> tf.distribute.Strategy:

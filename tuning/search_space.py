@@ -28,8 +28,8 @@ def search_space(tune: TuneConfig, variant: str) -> keras_tuner.HyperParameters:
   hp.Boolean('lrn', default=False) if variant == 'paper' else hp.Fixed('lrn', False)
   # Optimization: peak of the one-cycle learning rate (SGD+Nesterov, batch 128),
   # decoupled weight decay per unit of learning rate, label smoothing.
-  hp.Float('learning_rate', 0.02, 0.3, sampling='log', default=0.08)
-  hp.Float('weight_decay', 1e-3, 2e-2, sampling='log', default=5e-3)
+  hp.Float('learning_rate', 0.03, 0.2, sampling='log', default=0.08)
+  hp.Float('weight_decay', 2e-3, 1.2e-2, sampling='log', default=5e-3)
   hp.Choice('label_smoothing', [0.1, 0.0, 0.2], default=0.1)
   return hp
 

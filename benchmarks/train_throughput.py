@@ -1,0 +1,162 @@
+"""Training throughput: the project's input pipeline + model vs a tutorial-style Keras loop.
+
+    .venv/bin/python benchmarks/train_throughput.py          # or: make bench
+
+Both sides train the same network (the `cifar` AlexNet at the cpu preset's
+default hyperparameters) in one process on the same machine, on CIFAR-sized
+data that the script makes itself (JPEG-encoded 32x32 images):
+
+- project: TFRecords of tf.Example read with tfx_bsl (as the Trainer does) ->
+  the TFT transform graph (decode, normalize) -> cache -> shuffle -> batch 128
+  -> flip/crop augmentation -> prefetch (components/data.py);
+- plain, as in the seed tutorials: `from_tensor_slices -> map(per-image
+  standardization) -> shuffle -> batch(32)`, no prefetch, no caching, no
+  augmentation; and the same plain loop at batch 128, to separate what the
+  batch size buys from what the input pipeline buys.
+
+Each side runs one warm-up epoch (the project's fills its cache), then timed
+epochs; images/s is from the timed epochs. The input pipeline is also timed
+alone (iterating batches without training): it must never be the bottleneck.
+The last line is JSON with `ratio` = project / plain (tutorial style).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from components import data as data_lib  # noqa: E402
+from components import features  # noqa: E402
+from components import transform  # noqa: E402
+from models import alexnet, training  # noqa: E402
+from tfx_pipeline import config  # noqa: E402
+from tuning.search_space import search_space  # noqa: E402
+
+NUM_IMAGES = 5_120  # 40 batches of 128
+TIMED_EPOCHS = 2
+TUTORIAL_BATCH = 32
+
+
+def make_images(n: int, seed: int = 0) -> tuple:
+  """Smooth random 32x32 RGB images (JPEG sizes like CIFAR's) and labels."""
+  rng = np.random.default_rng(seed)
+  coarse = rng.integers(0, 256, (n, 8, 8, 3)).astype(np.float32)
+  images = tf.image.resize(coarse, [32, 32]).numpy()
+  images = np.clip(images + rng.normal(0, 8, images.shape), 0, 255).astype(np.uint8)
+  return images, rng.integers(0, 10, n).astype(np.int64)
+
+
+def write_examples(images, labels, path: str) -> str:
+  with tf.io.TFRecordWriter(path, options='GZIP') as writer:
+    for image, label in zip(images, labels):
+      jpeg = tf.io.encode_jpeg(image, quality=95).numpy()
+      writer.write(tf.train.Example(features=tf.train.Features(feature={
+          features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[jpeg])),
+          features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+      })).SerializeToString())
+  return path
+
+
+class _Accessor:
+  """The slice of TFX's DataAccessor that components/data.py uses."""
+
+  @staticmethod
+  def tf_dataset_factory(patterns, options, schema):
+    from tfx_bsl.tfxio import tf_example_record  # pylint: disable=g-import-not-at-top
+    return tf_example_record.TFExampleRecord(
+        patterns, schema=schema, telemetry_descriptors=['benchmark']).TensorFlowDataset(options)
+
+
+def project_dataset(workdir: str, images, labels, batch_size: int):
+  jpegs = [tf.io.encode_jpeg(i, quality=95).numpy() for i in images[:512]]
+  tft_output = __import__('tensorflow_transform').TFTransformOutput(
+      transform.analyze_images(jpegs, labels[:512], 32, os.path.join(workdir, 'tft')))
+  path = write_examples(images, labels, os.path.join(workdir, 'train.gz'))
+  raw = data_lib.raw_dataset([path], _Accessor, tft_output.raw_metadata.schema)
+  return data_lib.make_dataset(raw, tft_output.transform_features_layer(),
+                               batch_size=batch_size, training=True, seed=0)
+
+
+def plain_dataset(images, labels, batch_size: int):
+  """The tutorials' pipeline: from_tensor_slices -> map -> shuffle -> batch."""
+  def process(image, label):
+    return tf.image.per_image_standardization(tf.cast(image, tf.float32)), label
+  return (tf.data.Dataset.from_tensor_slices((images, labels))
+          .map(process).shuffle(len(images)).batch(batch_size))
+
+
+def build_model(steps: int):
+  hp = search_space(config.cpu().tune, 'cifar')
+  model = alexnet.build_model(hp, 'cifar', 32, 10)
+  return training.compile_model(model, hp, total_steps=steps)
+
+
+def train_images_per_second(model, dataset, epochs: int) -> float:
+  """Images/s over `epochs` timed epochs after one warm-up epoch."""
+  import keras  # pylint: disable=g-import-not-at-top
+  times, counts = [], []
+
+  class Timer(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+      self.start, self.images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+      self.images += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+      times.append(time.perf_counter() - self.start)
+      counts.append(self.images)
+
+  model.fit(dataset, epochs=1 + epochs, verbose=0, callbacks=[Timer()])
+  batch = next(iter(dataset))[0].shape[0]
+  return sum(counts[1:]) * batch / sum(times[1:])
+
+
+def input_images_per_second(dataset, epochs: int = 2) -> float:
+  for _ in dataset:  # warm-up (fills the cache)
+    pass
+  start, n = time.perf_counter(), 0
+  for _ in range(epochs):
+    for x, _ in dataset:
+      n += int(x.shape[0])
+  return n / (time.perf_counter() - start)
+
+
+def main() -> dict:
+  images, labels = make_images(NUM_IMAGES)
+  batch = config.cpu().train.batch_size
+  with tempfile.TemporaryDirectory() as workdir:
+    project = project_dataset(workdir, images, labels, batch)
+    results = {
+        'input_pipeline_images_per_s': input_images_per_second(project),
+        'project_images_per_s': train_images_per_second(
+            build_model(NUM_IMAGES // batch * 3), project, TIMED_EPOCHS),
+    }
+  results['plain_images_per_s'] = train_images_per_second(
+      build_model(NUM_IMAGES // TUTORIAL_BATCH * 3),
+      plain_dataset(images, labels, TUTORIAL_BATCH), TIMED_EPOCHS)
+  results['plain_batch128_images_per_s'] = train_images_per_second(
+      build_model(NUM_IMAGES // batch * 3), plain_dataset(images, labels, batch), TIMED_EPOCHS)
+  results['ratio'] = results['project_images_per_s'] / results['plain_images_per_s']
+  results['ratio_vs_plain_batch128'] = (results['project_images_per_s']
+                                        / results['plain_batch128_images_per_s'])
+  print(f'machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}')
+  print(f'{"input pipeline alone (project)":40s} {results["input_pipeline_images_per_s"]:8.0f} img/s')
+  print(f'{"project training step (batch 128)":40s} {results["project_images_per_s"]:8.0f} img/s')
+  print(f'{"plain tutorial loop (batch 32)":40s} {results["plain_images_per_s"]:8.0f} img/s')
+  print(f'{"plain loop at batch 128":40s} {results["plain_batch128_images_per_s"]:8.0f} img/s')
+  print(json.dumps({k: round(v, 2) for k, v in results.items()}))
+  return results
+
+
+if __name__ == '__main__':
+  main()
