@@ -23,8 +23,10 @@ from typing import Iterable, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components import features
+from components import pusher as pusher_executor
 from components.example_gen.component import ImageExampleGen
 from components.example_gen import sources
 from tfx_pipeline.config import PipelineConfig
@@ -142,7 +144,9 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=os.path.abspath(config.serving_dir)))).with_id('Pusher')
+              base_directory=os.path.abspath(config.serving_dir))),
+      custom_executor_spec=executor_spec.ExecutorClassSpec(
+          pusher_executor.Executor)).with_id('Pusher')
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
                       transform, tuner, trainer, model_resolver, evaluator, pusher]

@@ -1,0 +1,188 @@
+"""The Pusher executor, called directly with hand-made artifacts.
+
+Versions are integers that only increase, appear whole (never half-written),
+are not duplicated when the same model is pushed again, and a model that is
+not blessed leaves the serving directory byte for byte as it was.
+"""
+
+import json
+import os
+
+import pytest
+import tensorflow as tf
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as keys
+
+from components import pusher
+
+
+def save_tiny_model(path: str, value: float) -> None:
+  """A SavedModel whose one signature returns `value` (tells models apart)."""
+  module = tf.Module()
+  module.value = tf.Variable(value)
+  module.f = tf.function(lambda: {'value': module.value.read_value()}, input_signature=[])
+  tf.saved_model.save(module, path, signatures={'serving_default': module.f})
+
+
+@pytest.fixture(scope='module')
+def model_uris(tmp_path_factory):
+  """Two Trainer-style model artifacts: <uri>/Format-Serving/saved_model.pb."""
+  uris = []
+  for value in (1.0, 2.0):
+    uri = str(tmp_path_factory.mktemp('model'))
+    save_tiny_model(os.path.join(uri, 'Format-Serving'), value)
+    uris.append(uri)
+  return uris
+
+
+def run_pusher(model_uri: str, blessed: int, serving_dir: str, out_uri: str):
+  """Runs the executor as TFX would; returns the PushedModel artifact."""
+  model = standard_artifacts.Model()
+  model.uri = model_uri
+  blessing = standard_artifacts.ModelBlessing()
+  blessing.uri = out_uri + '_blessing'
+  blessing.set_int_custom_property('blessed', blessed)
+  pushed = standard_artifacts.PushedModel()
+  pushed.uri = out_uri
+  exec_properties = {keys.PUSH_DESTINATION_KEY: json.dumps(
+      {'filesystem': {'base_directory': serving_dir}})}
+  pusher.Executor().Do({keys.MODEL_KEY: [model], keys.MODEL_BLESSING_KEY: [blessing]},
+                       {keys.PUSHED_MODEL_KEY: [pushed]}, exec_properties)
+  return pushed
+
+
+def numeric_entries(serving_dir: str):
+  return sorted(n for n in os.listdir(serving_dir) if n.isdigit())
+
+
+def served_value(version_dir: str) -> float:
+  loaded = tf.saved_model.load(version_dir)
+  return float(loaded.signatures['serving_default']()['value'])
+
+
+def snapshot(root: str) -> dict:
+  """Every path under `root` with its bytes (None for directories)."""
+  tree = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for d in dirnames:
+      tree[os.path.relpath(os.path.join(dirpath, d), root)] = None
+    for name in filenames:
+      with open(os.path.join(dirpath, name), 'rb') as f:
+        tree[os.path.relpath(os.path.join(dirpath, name), root)] = f.read()
+  return tree
+
+
+def test_version_helpers():
+  assert pusher.version_numbers(['12', '.push-tmp-ab', '3', 'notes', '1e3', '']) == [3, 12]
+  assert pusher.next_version([], 1700000000.7) == 1700000000
+  assert pusher.next_version([5, 1700000000], 1700000000.2) == 1700000001
+  assert pusher.next_version([9999999999], 1700000000) == 10000000000
+
+
+def test_a_blessed_model_becomes_a_numeric_version_with_tfx_properties(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  pushed = run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'pushed'))
+  versions = numeric_entries(serving_dir)
+  assert len(versions) == 1 and os.listdir(serving_dir) == versions  # nothing else left over
+  version_dir = os.path.join(serving_dir, versions[0])
+  assert os.path.isfile(os.path.join(version_dir, 'saved_model.pb'))
+  assert served_value(version_dir) == 1.0
+  assert pushed.get_int_custom_property('pushed') == 1
+  assert pushed.get_string_custom_property('pushed_destination') == version_dir
+  assert pushed.get_string_custom_property('pushed_version') == versions[0]
+  assert os.path.isfile(os.path.join(pushed.uri, 'saved_model.pb'))  # archived, like TFX
+
+
+def test_versions_only_increase_even_behind_a_future_version(model_uris, tmp_path):
+  serving_dir = tmp_path / 'serving'
+  (serving_dir / '99999999999').mkdir(parents=True)  # e.g. pushed from a clock far ahead
+  (serving_dir / '99999999999' / 'saved_model.pb').write_bytes(b'old')
+  first = run_pusher(model_uris[0], 1, str(serving_dir), str(tmp_path / 'p1'))
+  second = run_pusher(model_uris[1], 1, str(serving_dir), str(tmp_path / 'p2'))
+  assert first.get_string_custom_property('pushed_version') == '100000000000'
+  assert second.get_string_custom_property('pushed_version') == '100000000001'
+  assert served_value(str(serving_dir / '100000000001')) == 2.0
+
+
+def test_two_pushes_in_the_same_second_get_different_versions(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  clock = lambda: 1700000000.5  # noqa: E731
+  a = pusher.push(os.path.join(model_uris[0], 'Format-Serving'), serving_dir, now=clock)
+  b = pusher.push(os.path.join(model_uris[1], 'Format-Serving'), serving_dir, now=clock)
+  assert (a, b) == (1700000000, 1700000001)
+
+
+def test_no_numeric_directory_is_visible_while_copying(model_uris, tmp_path, monkeypatch):
+  serving_dir = str(tmp_path / 'serving')
+  seen_during_copy = []
+  real_copy = pusher.copy_model
+
+  def watched_copy(src, dst):
+    real_copy(src, dst)
+    seen_during_copy.append(os.listdir(serving_dir))
+
+  monkeypatch.setattr(pusher, 'copy_model', watched_copy)
+  run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'pushed'))
+  assert len(seen_during_copy) == 1
+  names = seen_during_copy[0]
+  assert len(names) == 1 and names[0].startswith('.')  # only the hidden temporary copy
+  assert not pusher.version_numbers(names)
+  assert len(numeric_entries(serving_dir)) == 1  # and afterwards, the whole version
+
+
+def test_a_failed_copy_leaves_no_version_and_no_debris(model_uris, tmp_path, monkeypatch):
+  serving_dir = tmp_path / 'serving'
+  (serving_dir / '5').mkdir(parents=True)
+  before = snapshot(str(serving_dir))
+
+  def copy_then_fail(src, dst):
+    os.makedirs(dst)
+    with open(os.path.join(dst, 'saved_model.pb'), 'wb') as f:
+      f.write(b'half')
+    raise OSError('disk full (simulated)')
+
+  monkeypatch.setattr(pusher, 'copy_model', copy_then_fail)
+  with pytest.raises(OSError, match='simulated'):
+    run_pusher(model_uris[0], 1, str(serving_dir), str(tmp_path / 'pushed'))
+  assert snapshot(str(serving_dir)) == before
+
+
+def test_a_model_that_is_not_blessed_changes_nothing(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'p1'))
+  before = snapshot(serving_dir)
+  mtimes = {p: os.stat(os.path.join(serving_dir, p)).st_mtime_ns for p in before}
+  pushed = run_pusher(model_uris[1], 0, serving_dir, str(tmp_path / 'p2'))
+  assert pushed.get_int_custom_property('pushed') == 0
+  assert not pushed.has_custom_property('pushed_version')
+  assert snapshot(serving_dir) == before
+  assert {p: os.stat(os.path.join(serving_dir, p)).st_mtime_ns for p in before} == mtimes
+
+
+def test_not_blessed_does_not_even_create_the_serving_dir(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  run_pusher(model_uris[0], 0, serving_dir, str(tmp_path / 'p1'))
+  assert not os.path.exists(serving_dir)
+
+
+def test_pushing_the_same_model_again_reports_the_existing_version(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  first = run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'p1'))
+  again = run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'p2'))
+  assert len(numeric_entries(serving_dir)) == 1
+  for name in ('pushed_version', 'pushed_destination'):
+    assert again.get_string_custom_property(name) == first.get_string_custom_property(name)
+  assert again.get_int_custom_property('pushed') == 1
+  other = run_pusher(model_uris[1], 1, serving_dir, str(tmp_path / 'p3'))
+  assert int(other.get_string_custom_property('pushed_version')) > \
+      int(first.get_string_custom_property('pushed_version'))
+  assert len(numeric_entries(serving_dir)) == 2
+
+
+def test_the_pipeline_uses_this_executor(tmp_path):
+  from tfx_pipeline import config, pipeline
+  import dataclasses
+  cfg = dataclasses.replace(config.smoke(), pipeline_root=str(tmp_path / 'root'),
+                            serving_dir=str(tmp_path / 'serving'))
+  nodes = {c.id: c for c in pipeline.create_pipeline(cfg).components}
+  assert nodes['Pusher'].executor_spec.executor_class is pusher.Executor
