@@ -90,7 +90,7 @@ def run_fn(fn_args) -> None:
   model_config = config_lib.model_config_from_dict(settings['model'])
   train = config_lib.train_config_from_dict(settings['train'])
   tune = config_lib.tune_config_from_dict(settings['tune'])
-  keras.utils.set_random_seed(train.seed)
+  training.seed_everything(train.seed, train.deterministic)
   if train.mixed_precision and tf.config.list_physical_devices('GPU'):
     keras.mixed_precision.set_global_policy('mixed_float16')
 

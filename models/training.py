@@ -35,6 +35,19 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
     return {'peak': self.peak, 'total_steps': self.total_steps, 'warmup': self.warmup}
 
 
+def seed_everything(seed: int, deterministic: bool) -> None:
+  """Seeds Python, NumPy and TF; with `deterministic`, also makes TF ops deterministic.
+
+  Op determinism costs speed, so presets switch it on only where runs must
+  repeat exactly (smoke: the same data and seed give the same best
+  hyperparameters).
+  """
+  keras.utils.set_random_seed(seed)
+  if deterministic:
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    tf.config.experimental.enable_op_determinism()
+
+
 def smoothed_crossentropy(num_classes: int, smoothing: float):
   """Sparse labels -> categorical cross-entropy with label smoothing."""
   loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)

@@ -98,6 +98,7 @@ class TrainConfig:
   mixed_precision: bool = False  # float16 compute; worth it only on GPUs
   jit_compile: bool = False  # XLA; slower on CPU (benchmarks/), try on GPUs
   seed: int = 42
+  deterministic: bool = False  # deterministic TF ops: repeatable runs, slower
 
   def __post_init__(self):
     _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')
@@ -222,7 +223,7 @@ def smoke() -> PipelineConfig:
   return PipelineConfig(
       preset='smoke',
       data=DataConfig(max_examples=2_000),
-      train=TrainConfig(epochs=2, batch_size=32),
+      train=TrainConfig(epochs=2, batch_size=32, deterministic=True),
       tune=TuneConfig(algorithm='random', max_trials=2, max_epochs=1,
                       train_examples=256, eval_examples=64,
                       width_multipliers=(0.25,), dense_units=(64, 128)),

@@ -98,6 +98,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
   model = config_lib.model_config_from_dict(settings['model'])
   train = config_lib.train_config_from_dict(settings['train'])
   tune = config_lib.tune_config_from_dict(settings['tune'])
+  training.seed_everything(tune.seed, train.deterministic)
   class_names = features.read_class_names(
       features.examples_uri_from_split_pattern(fn_args.train_files[0]))
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)

@@ -1,0 +1,134 @@
+"""tuner_fn -> best hyperparameters -> run_fn -> export, run in-process on real artifacts.
+
+The artifacts are made by the project's own code (ImageExampleGen's executor,
+components.transform.analyze_images), so this proves the Keras 3 chain from
+keras-tuner through training to the served SavedModel without a pipeline run,
+and checks that searches are reproducible and resumable.
+"""
+
+import dataclasses
+import glob
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
+from tfx_bsl.tfxio import tf_example_record
+
+import fixtures
+from components import features, trainer, transform
+from tfx_pipeline import config as config_lib
+from tfx_pipeline import pipeline as pipeline_lib
+from tuning import tuner as tuner_lib
+
+from test_example_gen import read_split, run_executor
+
+
+def _factory(patterns, options, schema):
+  return tf_example_record.TFExampleRecord(
+      patterns, schema=schema, telemetry_descriptors=['test']).TensorFlowDataset(options)
+
+
+@pytest.fixture(scope='module')
+def artifacts(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('chain')
+  tree = fixtures.make_image_tree(str(tmp / 'tree'), per_class=16)
+  examples = run_executor(tmp, config_lib.DataConfig(image_dir=tree, eval_percent=25))
+  train = read_split(examples, 'train')
+  blobs = [e.features.feature[features.IMAGE_KEY].bytes_list.value[0] for e in train]
+  labels = [e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in train]
+  graph = transform.analyze_images(blobs, labels, 32, str(tmp / 'transform'))
+  return examples.uri, graph
+
+
+def make_fn_args(tmp_path, artifacts, tune_changes=None, hyperparameters=None):
+  uri, graph = artifacts
+  cfg = config_lib.smoke()
+  cfg = dataclasses.replace(
+      cfg, pipeline_root=str(tmp_path / 'root'),
+      tune=dataclasses.replace(cfg.tune, **(tune_changes or {})))
+  return FnArgs(
+      working_dir=str(tmp_path / 'work'),
+      train_files=[os.path.join(uri, 'Split-train', '*')],
+      eval_files=[os.path.join(uri, 'Split-eval', '*')],
+      transform_graph_path=graph,
+      data_accessor=DataAccessor(tf_dataset_factory=_factory, record_batch_factory=None,
+                                 data_view_decode_fn=None),
+      serving_model_dir=str(tmp_path / 'serving'),
+      model_run_dir=str(tmp_path / 'model_run'),
+      hyperparameters=hyperparameters,
+      custom_config=json.loads(json.dumps(pipeline_lib.module_config(cfg, 'test'))))
+
+
+class CountTrials(keras.callbacks.Callback):
+  """Counts trials (fits) and can interrupt the search like a killed process.
+
+  keras-tuner deep-copies callbacks for every trial, so the count lives in a
+  list that all copies share.
+  """
+
+  def __init__(self, interrupt_at=None, counter=None):
+    super().__init__()
+    self.counter = [0] if counter is None else counter
+    self.interrupt_at = interrupt_at
+
+  def __deepcopy__(self, memo):
+    return CountTrials(self.interrupt_at, self.counter)
+
+  @property
+  def fits(self):
+    return self.counter[0]
+
+  def on_train_begin(self, logs=None):
+    self.counter[0] += 1
+    if self.counter[0] == self.interrupt_at:
+      raise KeyboardInterrupt('simulated kill')
+
+
+def search(fn_args, callback=None):
+  result = tuner_lib.tuner_fn(fn_args)
+  kwargs = dict(result.fit_kwargs, verbose=0)
+  if callback:
+    kwargs['callbacks'] = [callback]
+  result.tuner.search(**kwargs)
+  return result.tuner
+
+
+def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
+  fn_args = make_fn_args(tmp_path, artifacts)
+  best = search(fn_args).get_best_hyperparameters()[0]
+  fn_args.hyperparameters = best.get_config()
+  trainer.run_fn(fn_args)
+
+  used = json.load(open(os.path.join(fn_args.model_run_dir, trainer.HPARAMS_FILE)))
+  assert used == best.values
+  history = json.load(open(os.path.join(fn_args.model_run_dir, trainer.HISTORY_FILE)))
+  assert [row['epoch'] for row in history] == [1, 2]
+  assert all('val_accuracy' in row for row in history)
+
+  served = tf.saved_model.load(fn_args.serving_model_dir)
+  tree = os.path.join(os.path.dirname(artifacts[0]), 'tree')
+  blob = open(sorted(glob.glob(f'{tree}/train/ship/*.jpg'))[0], 'rb').read()
+  out = served.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([blob]))
+  assert out[features.PROBABILITIES].shape == (1, 10)
+  np.testing.assert_allclose(out[features.PROBABILITIES].numpy().sum(), 1, atol=1e-5)
+
+
+def test_same_seed_gives_the_same_best_hyperparameters(tmp_path, artifacts):
+  first = search(make_fn_args(tmp_path / 'a', artifacts)).get_best_hyperparameters()[0]
+  second = search(make_fn_args(tmp_path / 'b', artifacts)).get_best_hyperparameters()[0]
+  assert first.values == second.values
+
+
+def test_interrupted_search_resumes_instead_of_starting_over(tmp_path, artifacts):
+  changes = {'max_trials': 3}
+  with pytest.raises(KeyboardInterrupt):
+    search(make_fn_args(tmp_path, artifacts, changes), CountTrials(interrupt_at=3))
+  resumed = CountTrials()
+  tuner = search(make_fn_args(tmp_path, artifacts, changes), resumed)
+  assert resumed.fits == 1  # only the interrupted third trial runs again
+  completed = [t for t in tuner.oracle.trials.values() if t.status == 'COMPLETED']
+  assert len(completed) == 3
