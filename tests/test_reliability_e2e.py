@@ -1,0 +1,121 @@
+"""Unattended-run behaviour, end to end: resume after SIGKILL, and the gate.
+
+One pipeline root goes through these runs, in order:
+  1. a weak model (learning rate 1e-4, one epoch, no tuning): blessed (no baseline), version 1;
+  2. a normal smoke run, SIGKILLed in the Trainer's second epoch, then run again:
+     finished components hit the cache, the Trainer resumes from its last epoch,
+     and the better model becomes version 2;
+  3. the weak configuration again: worse than the last blessed model, not pushed;
+  4. any model under --min-accuracy 1.01: not blessed, serving dir byte-identical.
+"""
+
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import fixtures
+from tfx_pipeline import run_summary
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPOCHS = 6
+pytestmark = pytest.mark.slow
+
+
+def command(state, *extra):
+  return [sys.executable, 'pipeline_runner.py', '--preset', 'smoke',
+          '--image-dir', state['tree'], '--pipeline-root', state['root'],
+          '--serving-dir', state['serving'], *extra]
+
+
+def run(state, *extra):
+  result = subprocess.run(command(state, *extra), cwd=REPO, capture_output=True, text=True,
+                          timeout=1200)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return result.stdout
+
+
+def weak_args(state):
+  return ('--no-tune', '--hparams-file', state['weak'], '--epochs', '1')
+
+
+def tree_digest(path):
+  """Hash of every path and byte under `path`."""
+  h = hashlib.sha256()
+  for dirpath, dirnames, filenames in sorted(os.walk(path)):
+    dirnames.sort()
+    h.update(os.path.relpath(dirpath, path).encode())
+    for name in sorted(filenames):
+      h.update(name.encode())
+      with open(os.path.join(dirpath, name), 'rb') as f:
+        h.update(f.read())
+  return h.hexdigest()
+
+
+def states_since(state, since):
+  return {r.node_id: r.state for r in run_summary.component_runs(
+      os.path.join(state['root'], 'metadata.sqlite'), 'cifar10-alexnet', since)}
+
+
+@pytest.fixture(scope='module')
+def state(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp('reliability')
+  weak = tmp / 'weak.json'
+  weak.write_text(json.dumps({'learning_rate': 1e-4}))
+  return {'tree': fixtures.make_image_tree(str(tmp / 'tree'), per_class=30),
+          'root': str(tmp / 'root'), 'serving': str(tmp / 'serving'), 'weak': str(weak)}
+
+
+def test_1_weak_first_model_is_blessed_and_pushed(state):
+  out = run(state, *weak_args(state))
+  assert 'Evaluator: BLESSED' in out
+  assert len(os.listdir(state['serving'])) == 1
+
+
+def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
+  proc = subprocess.Popen(command(state, '--epochs', str(EPOCHS)), cwd=REPO, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          start_new_session=True)
+  killed_after = None
+  for line in proc.stdout:
+    if line.startswith(f'Trainer epoch 1/{EPOCHS}'):
+      os.killpg(proc.pid, signal.SIGKILL)  # in epoch 2, as a crash would
+      killed_after = line
+      break
+  proc.wait(timeout=60)
+  assert killed_after, 'the Trainer never reached its first epoch end'
+  assert proc.returncode == -signal.SIGKILL
+
+  since = time.time()
+  out = run(state, '--epochs', str(EPOCHS))
+  states = states_since(state, since)
+  for node in ('ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+               'Transform', 'Tuner'):
+    assert states[node] == 'cached', (node, states)
+  assert states['Trainer'] == 'done'
+  epochs = [int(m) for m in re.findall(rf'^Trainer epoch (\d+)/{EPOCHS}', out, re.M)]
+  assert epochs and epochs[0] >= 2, f'resumed run trained epochs {epochs}'
+  assert epochs[-1] == EPOCHS
+  assert 'Evaluator: BLESSED' in out, out[-1500:]
+  versions = sorted(int(v) for v in os.listdir(state['serving']))
+  assert len(versions) == 2 and versions[1] > versions[0]
+
+
+def test_3_worse_model_than_the_last_blessed_is_not_pushed(state):
+  before = tree_digest(state['serving'])
+  out = run(state, *weak_args(state))
+  assert 'NOT blessed' in out, out[-1500:]
+  assert tree_digest(state['serving']) == before
+
+
+def test_4_accuracy_floor_blocks_every_model(state):
+  before = tree_digest(state['serving'])
+  out = run(state, '--epochs', str(EPOCHS), '--min-accuracy', '1.01')
+  assert 'NOT blessed' in out and '1.01' in out, out[-1500:]
+  assert tree_digest(state['serving']) == before
