@@ -3,9 +3,13 @@
     python pipeline_runner.py                       # tfds cifar10, preset by hardware
     python pipeline_runner.py --preset cpu --image-dir ~/data/cifar10-jpeg
     python pipeline_runner.py --preset smoke --image-dir DIR --min-accuracy 0
+    python pipeline_runner.py --runner kubeflow-v2 --output pipeline.json   # compile only
 
 Flags become one PipelineConfig (tfx_pipeline/config.py); a bad value stops the
-run in one line, with exit status 2, before any component starts.
+run in one line, with exit status 2, before any component starts. A local run
+ends with a summary and writes <pipeline_root>/report.html (tfx_pipeline/report.py).
+`--runner kubeflow-v2` compiles the same graph to a Vertex AI / KFP v2 job spec
+without reading the data (docs/scale_out.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import time
 from typing import List, Optional
 
 from tfx_pipeline import config as config_lib
+
+RUNNERS = ('local', 'kubeflow-v2')
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -68,12 +74,29 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   scale.add_argument('--beam-arg', action='append', default=[],
                      help='extra Beam pipeline argument, repeatable; write it with "=", e.g. '
                           '--beam-arg=--runner=DataflowRunner')
+  orchestration = p.add_argument_group('orchestration')
+  orchestration.add_argument(
+      '--runner', choices=RUNNERS, default='local',
+      help='local: run here on the LocalDagRunner; kubeflow-v2: only compile a Vertex AI '
+           'Pipelines / KFP v2 job spec to --output (reads no data)')
+  orchestration.add_argument('--output', default='pipeline.json',
+                             help='kubeflow-v2: where to write the job spec (JSON)')
+  orchestration.add_argument('--image', default=None,
+                             help='kubeflow-v2: container image with this package installed '
+                                  '(default gcr.io/$GOOGLE_CLOUD_PROJECT/cifar10-alexnet:latest)')
   return p.parse_args(argv)
 
 
 def gpu_visible() -> bool:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   return bool(tf.config.list_physical_devices('GPU'))
+
+
+def _path(path: Optional[str]) -> Optional[str]:
+  """An absolute local path; URLs (gs://...) and None unchanged."""
+  if not path or '://' in path:
+    return path
+  return os.path.abspath(os.path.expanduser(path))
 
 
 def _set(obj, **changes):
@@ -85,8 +108,7 @@ def _set(obj, **changes):
 def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.PipelineConfig:
   """Preset + flags -> a validated PipelineConfig (raises ConfigError)."""
   base = config_lib.preset(preset_name)
-  data = _set(base.data, image_dir=args.image_dir and os.path.abspath(
-      os.path.expanduser(args.image_dir)), tfds_data_dir=args.tfds_data_dir,
+  data = _set(base.data, image_dir=_path(args.image_dir), tfds_data_dir=args.tfds_data_dir,
               eval_percent=args.eval_percent, max_examples=args.max_examples,
               on_bad_image=args.on_bad_image)
   image_size = args.image_size
@@ -102,8 +124,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
     raise config_lib.ConfigError('--hparams-file needs --no-tune (the Tuner would override it)')
   gate = _set(base.gate, min_accuracy=args.min_accuracy)
   return _set(base, data=data, model=model, train=train, tune=tune, gate=gate,
-              pipeline_root=args.pipeline_root and os.path.abspath(args.pipeline_root),
-              serving_dir=args.serving_dir and os.path.abspath(args.serving_dir),
+              pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
               beam_args=tuple(args.beam_arg) or None)
 
@@ -130,21 +151,63 @@ def preflight(config: config_lib.PipelineConfig) -> List[str]:
   return [f'tfds {data.tfds_name} (train split; eval carved by hash, test held out)']
 
 
+def choose_preset(args: argparse.Namespace) -> str:
+  """--preset, else `full` with a local GPU, `cpu` without (and always `cpu` to compile)."""
+  if args.preset:
+    return args.preset
+  if args.runner != 'local':
+    print("--preset not given: using 'cpu' (the local GPU says nothing about the cluster)")
+    return 'cpu'
+  name = 'full' if gpu_visible() else 'cpu'
+  print(f'--preset not given: using {name!r} '
+        f'({"a GPU is" if name == "full" else "no GPU"} visible)')
+  return name
+
+
+def compile_kubeflow(args: argparse.Namespace, config: config_lib.PipelineConfig) -> int:
+  """--runner kubeflow-v2: writes the job spec; reads no data, runs nothing."""
+  from tfx_pipeline import kubeflow  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
+  image = args.image or kubeflow.default_image()
+  pipeline = pipeline_lib.create_pipeline(
+      config, fixed_hparams=pipeline_lib.load_fixed_hparams(config),
+      enable_cache=not args.no_cache)
+  job = kubeflow.compile_pipeline(pipeline, image, args.output,
+                                  pipeline_root=config.pipeline_root)
+  print(f'compiled {len(kubeflow.task_names(job))} steps for Kubeflow v2 / Vertex AI: '
+        f'{os.path.abspath(args.output)}\nimage: {image}')
+  for note in kubeflow.container_warnings(config, image):
+    print(f'warning: {note}', file=sys.stderr)
+  mangled = kubeflow.mangled_urls(job)
+  if mangled:
+    print(f'warning: URLs became local container paths in the spec ({", ".join(mangled)}): '
+          'create_pipeline and PipelineConfig.module_config pass them through '
+          'os.path.abspath (docs/scale_out.md, "Known gaps")', file=sys.stderr)
+  return 0
+
+
+def write_report(config: config_lib.PipelineConfig, started: float) -> Optional[str]:
+  """report.html for this run; a broken report warns but never fails the run."""
+  from tfx_pipeline import report  # pylint: disable=g-import-not-at-top
+  try:
+    return report.write_report(config, started)
+  except Exception as e:  # pylint: disable=broad-except
+    print(f'warning: report.html not written: {e.__class__.__name__}: {e}', file=sys.stderr)
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   try:
-    if args.preset:
-      preset_name = args.preset
-    else:
-      preset_name = 'full' if gpu_visible() else 'cpu'
-      print(f'--preset not given: using {preset_name!r} '
-            f'({"a GPU is" if preset_name == "full" else "no GPU"} visible)')
-    config = build_config(args, preset_name)
-    notes = preflight(config)
+    config = build_config(args, choose_preset(args))
+    # The data is only read where the components run: locally, check it now.
+    notes = preflight(config) if args.runner == 'local' else []
   except (config_lib.ConfigError, sources.SourceError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  if args.runner == 'kubeflow-v2':
+    return compile_kubeflow(args, config)
   print(f'preset {config.preset}: {config.model.variant} AlexNet at '
         f'{config.model.image_size}px, {config.train.epochs} epochs, tuner '
         f'{config.tune.algorithm if config.tune.enabled else "off"}, '
@@ -166,6 +229,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as e:  # pylint: disable=broad-except
       error = e
   summary = run_summary.summarize(config, started)
+  summary.report = write_report(config, started)
   print(summary.text())
   if error is not None:
     print(f'error: the pipeline failed: {error.__class__.__name__}: {error}', file=sys.stderr)

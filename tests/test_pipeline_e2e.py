@@ -1,7 +1,10 @@
-"""The whole pipeline with the smoke preset on a generated tree: MLMD, push, serving, cache."""
+"""The whole pipeline with the smoke preset on a generated tree: MLMD, push, serving, cache, report."""
 
+import base64
 import glob
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,6 +68,35 @@ def test_a_version_was_pushed_and_serves_probabilities(first_run):
   assert set(names) <= set(fixtures.CLASS_NAMES)
 
 
+def report_of(root):
+  with open(os.path.join(root, 'report.html')) as f:
+    return f.read()
+
+
+@pytest.mark.slow
+def test_the_run_writes_a_self_contained_report(first_run):
+  _, root, serving, _, out = first_run
+  assert f'Report: {os.path.join(root, "report.html")}' in out
+  assert f'TensorBoard: tensorboard --logdir {root}' in out
+  page = report_of(root)
+  for section in ('timeline', 'data', 'tuning', 'training', 'evaluation', 'push'):
+    assert f'<section id="{section}">' in page
+  assert 'class="missing"' not in page  # every component ran and left its outputs
+  pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+  assert len(pngs) == 4  # timeline, images per class, curves, confusion matrix
+  assert all(base64.b64decode(p).startswith(b'\x89PNG') for p in pngs)
+  assert 'src="http' not in page and '<script' not in page
+  # Counts are ImageExampleGen's, per split and class; every generated image is there.
+  counts = json.load(open(glob.glob(f'{root}/ImageExampleGen/examples/*/image_counts.json')[0]))
+  train, eval_ = counts['splits']['train'], counts['splits']['eval']
+  assert train['written'] + eval_['written'] == 200
+  assert (f'<td>total</td><td>{train["read"]}</td><td>{train["written"]}</td><td>0</td>'
+          f'<td>{eval_["read"]}</td><td>{eval_["written"]}</td><td>0</td>') in page
+  assert page.count('<tr class="best">') == 1  # the Tuner's best trial
+  assert 'Decision: BLESSED' in page and 'No baseline' in page
+  assert os.path.join(serving, os.listdir(serving)[0]) in page  # where it was pushed
+
+
 @pytest.mark.slow
 def test_second_run_hits_the_cache(first_run):
   tree, root, serving, _, _ = first_run
@@ -73,3 +105,10 @@ def test_second_run_hits_the_cache(first_run):
   states = {r.node_id: r.state for r in run_summary.component_runs(
       os.path.join(root, 'metadata.sqlite'), 'cifar10-alexnet', since)}
   assert {n: states.get(n) for n in UPSTREAM} == {n: 'cached' for n in UPSTREAM}
+  # The report of the cached run still finds the cached outputs, and now the
+  # Evaluator compared the candidate with the model the first run blessed.
+  page = report_of(root)
+  for section in ('data', 'tuning', 'training', 'evaluation'):
+    body = page.split(f'<section id="{section}">')[1].split('</section>')[0]
+    assert 'class="missing"' not in body
+  assert 'baseline (latest blessed)' in page and page.count('cached</td>') >= len(UPSTREAM)

@@ -119,7 +119,8 @@ class Summary:
   gate_reason: str
   pushed_to: Optional[str]
   wall_seconds: float
-  report: Optional[str] = None
+  report: Optional[str] = None  # path of report.html, when it was written
+  pipeline_root: Optional[str] = None  # for the TensorBoard command
 
   def text(self) -> str:
     lines = ['', f'Run finished in {format_seconds(self.wall_seconds)}:']
@@ -133,6 +134,10 @@ class Summary:
       lines.append(f'Evaluator: NOT blessed, nothing pushed. {self.gate_reason}')
     if self.pushed_to:
       lines.append(f'Pushed: {self.pushed_to}')
+    if self.report:
+      lines.append(f'Report: {self.report}')
+    if self.pipeline_root:
+      lines.append(f'TensorBoard: tensorboard --logdir {self.pipeline_root}')
     return '\n'.join(lines)
 
 
@@ -140,6 +145,24 @@ def _output_artifacts(store, execution_id: int):
   events = [e for e in store.get_events_by_execution_ids([execution_id])
             if e.type == metadata_store_pb2.Event.OUTPUT]
   return store.get_artifacts_by_id([e.artifact_id for e in events])
+
+
+def artifacts_by_key(store, execution_id: int,
+                     inputs: bool = False) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+  """An execution's output (or input) artifacts by their channel key ('model', ...).
+
+  MLMD stores the key as the first step of each event's path; a cached
+  execution has output events too, pointing at the artifacts it reused.
+  """
+  wanted = metadata_store_pb2.Event.INPUT if inputs else metadata_store_pb2.Event.OUTPUT
+  events = [e for e in store.get_events_by_execution_ids([execution_id])
+            if e.type == wanted and e.path.steps]
+  artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+  result: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+  for e in events:
+    if e.artifact_id in artifacts:
+      result.setdefault(e.path.steps[0].key, []).append(artifacts[e.artifact_id])
+  return result
 
 
 def _int_property(artifact, name: str) -> Optional[int]:
@@ -184,4 +207,5 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
         for artifact in outputs:
           if _int_property(artifact, 'pushed'):
             pushed_to = artifact.custom_properties['pushed_destination'].string_value
-  return Summary(runs, blessed, reason, pushed_to, time.time() - since)
+  return Summary(runs, blessed, reason, pushed_to, time.time() - since,
+                 pipeline_root=config.pipeline_root)

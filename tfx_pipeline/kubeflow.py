@@ -1,0 +1,100 @@
+"""Compiles the pipeline for Vertex AI Pipelines / Kubeflow Pipelines v2 (nothing runs).
+
+    python pipeline_runner.py --runner kubeflow-v2 --output pipeline.json \\
+        --image gcr.io/PROJECT/cifar10-alexnet:latest \\
+        --pipeline-root gs://BUCKET/pipeline --serving-dir gs://BUCKET/serving
+
+The graph is `create_pipeline(config)`, the one the LocalDagRunner runs;
+KubeflowV2DagRunner turns it into a PipelineJob JSON whose every step runs in
+`image`. That image must contain this package (module code is referenced by
+dotted path: components.transform.preprocessing_fn, ...); docs/scale_out.md
+has a Dockerfile and the submit call.
+
+Compiling reads no data: the image folder or tfds data is read inside the
+containers when the job runs, so paths in the config are container paths.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import Any, Dict, List, Mapping, Optional
+
+from tfx_pipeline.config import PipelineConfig
+
+IMAGE_NAME = 'cifar10-alexnet'
+
+
+def default_image(environ: Mapping[str, str] = os.environ) -> str:
+  """gcr.io/<$GOOGLE_CLOUD_PROJECT, else PROJECT>/cifar10-alexnet:latest."""
+  project = environ.get('GOOGLE_CLOUD_PROJECT') or 'PROJECT'
+  return f'gcr.io/{project}/{IMAGE_NAME}:latest'
+
+
+def is_url(path: Optional[str]) -> bool:
+  """gs://, s3://, ...: a path every container sees, unlike a local one."""
+  return bool(path) and '://' in path
+
+
+def container_warnings(config: PipelineConfig, image: str) -> List[str]:
+  """What in `config` will not work, or will be lost, once the steps run in containers."""
+  notes = []
+  if not is_url(config.pipeline_root):
+    notes.append(f'pipeline root {config.pipeline_root} is local: pass a gs:// one with '
+                 '--pipeline-root, or PipelineJob(pipeline_root="gs://...") when submitting')
+  if not is_url(config.serving_dir):
+    notes.append(f'serving dir {config.serving_dir} is a path inside the Pusher\'s container '
+                 'and is lost when the step ends: use --serving-dir gs://BUCKET/serving')
+  if config.data.image_dir:
+    notes.append(f'--image-dir {config.data.image_dir} is read inside the ImageExampleGen '
+                 'container: it must exist there (baked into the image or mounted)')
+  if '/PROJECT/' in image:
+    notes.append(f'image {image} is a placeholder: pass --image or set GOOGLE_CLOUD_PROJECT')
+  return notes
+
+
+def _runner_module():
+  try:
+    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        f'compiling for Kubeflow v2 needs kfp-pipeline-spec ({e}); it is pinned in '
+        'requirements.lock: run `make install`') from None
+  return kubeflow_v2_dag_runner
+
+
+def compile_pipeline(pipeline, image: str, output_path: str,
+                     pipeline_root: Optional[str] = None) -> Dict[str, Any]:
+  """Writes the PipelineJob JSON for `pipeline` to `output_path`; returns it as a dict.
+
+  `pipeline_root`, when given, replaces the pipeline's own root in the job's
+  runtime config (create_pipeline makes local roots absolute, which would turn
+  gs://b/x into <cwd>/gs:/b/x).
+  """
+  kubeflow_v2_dag_runner = _runner_module()
+  if pipeline_root:
+    pipeline.pipeline_info.pipeline_root = pipeline_root
+  output_path = os.path.abspath(output_path)
+  runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+          display_name=pipeline.pipeline_info.pipeline_name, default_image=image),
+      output_dir=os.path.dirname(output_path),
+      output_filename=os.path.basename(output_path))
+  return runner.run(pipeline, write_out=True)
+
+
+def mangled_urls(job: Mapping[str, Any]) -> List[str]:
+  """Paths in the job spec that were URLs before os.path.abspath: '/cwd/gs:/bucket/x'.
+
+  create_pipeline (pipeline_root, the Pusher's base_directory) and
+  PipelineConfig.module_config (tuner_dir, backup_root) make every path
+  absolute, which turns gs://bucket/x into a local path inside the container.
+  """
+  text = json.dumps(job)
+  return sorted(set(re.findall(r'/[a-z][a-z0-9+.-]*:/(?!/)[^"\\\s]*', text)))
+
+
+def task_names(job: Mapping[str, Any]) -> List[str]:
+  """The DAG's task names (the Resolver compiles to two: -model-resolver, -model-blessing-)."""
+  return sorted(job['pipelineSpec']['root']['dag']['tasks'])
