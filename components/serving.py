@@ -5,8 +5,16 @@
     serving_tf_example(examples: string [None])     serialized tf.Example (Evaluator, batch jobs)
       -> the same three outputs
 
-Both run the TFT transform graph (decode, resize, normalize) and then the
-Keras model, so serving applies exactly the preprocessing that training saw.
+Both first check that every image is JPEG or PNG (anything else fails with
+an InvalidArgumentError that says so, never a silent zero image), then run the
+TFT transform graph (decode, resize, normalize) and the Keras model, so
+serving applies exactly the preprocessing that training saw.
+
+`export` also writes, under `assets.extra/` (which TF Serving does not load
+into the graph): `tf_serving_warmup_requests`, a few PredictRequests on small
+generated images that TF Serving replays when it loads a version, so the
+first real request does not pay for graph initialization; and
+`class_names.json`, every class name in id order, for clients.
 
 One Keras per object: the model is Keras 3 (keras-tuner needs it) and the TFT
 layer is tf_keras (TFT makes it). They meet in a plain `tf.Module`, saved
@@ -15,11 +23,44 @@ with `tf.saved_model.save`, never inside one Keras model.
 
 from __future__ import annotations
 
-from typing import Dict, Sequence
+import json
+import os
+from typing import Dict, List, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from components import features
+
+WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
+# Every class name in id order, for clients that show more than the top-1 name
+# the signature returns (serving/client.py). TF Serving ignores the file.
+CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.json')
+JPEG_MAGIC = b'\xff\xd8\xff'  # SOI marker + the first byte of the next marker
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def check_image_format(encoded: tf.Tensor, source: str) -> tf.Tensor:
+  """`encoded` unchanged if every element starts like a JPEG or PNG file.
+
+  Otherwise raises InvalidArgumentError naming `source` and the batch
+  positions at fault. tf.io.decode_image would also take GIF and BMP, which
+  the serving contract (and training data) never has, and its own message
+  ("Unknown image file format") does not say what the caller should send.
+  Bytes with a valid header but a broken body still fail in the decoder
+  ("Invalid JPEG data", "Invalid PNG data").
+  """
+  flat = tf.reshape(encoded, [-1])
+  is_jpeg = tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+  is_png = tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC)
+  ok = tf.logical_or(is_jpeg, is_png)
+  bad_positions = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
+  check = tf.debugging.Assert(
+      tf.reduce_all(ok),
+      [f'{source} must hold encoded JPEG or PNG images; not JPEG or PNG at batch positions',
+       bad_positions], summarize=10)
+  with tf.control_dependencies([check]):
+    return tf.identity(encoded)
 
 
 class ServingModule(tf.Module):
@@ -35,7 +76,8 @@ class ServingModule(tf.Module):
     # Serving requests carry no label; parse only what the transform reads.
     self._example_spec = {features.IMAGE_KEY: self._image_spec}
 
-  def _predict(self, raw: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
+  def _predict(self, raw: Dict[str, tf.Tensor], source: str) -> Dict[str, tf.Tensor]:
+    raw = {features.IMAGE_KEY: check_image_format(raw[features.IMAGE_KEY], source)}
     transformed = self.tft_layer(raw)
     probabilities = tf.cast(
         self.model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False), tf.float32)
@@ -50,11 +92,12 @@ class ServingModule(tf.Module):
   def serve_image_bytes(self, image_bytes):
     shape = self._image_spec.shape
     images = tf.reshape(image_bytes, [-1] + [1] * len(shape))
-    return self._predict({features.IMAGE_KEY: images})
+    return self._predict({features.IMAGE_KEY: images}, features.SERVING_INPUT)
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name=features.EXAMPLE_INPUT)])
   def serve_tf_examples(self, examples):
-    return self._predict(tf.io.parse_example(examples, self._example_spec))
+    return self._predict(tf.io.parse_example(examples, self._example_spec),
+                         f'the tf.Example feature {features.IMAGE_KEY}')
 
 
 def signatures(module: ServingModule):
@@ -64,8 +107,70 @@ def signatures(module: ServingModule):
   }
 
 
+def warmup_batches() -> List[List[bytes]]:
+  """Encoded images for the warm-up requests: what real traffic looks like.
+
+  A CIFAR-sized JPEG and PNG alone (batch 1, the common request), a grayscale
+  and an RGBA PNG of odd sizes (the channel conversions and the resize), and a
+  batch of eight (the batched path). Deterministic, generated with TF's own
+  encoders so export needs nothing else.
+  """
+  rng = np.random.default_rng(0)
+
+  def image(height: int, width: int, channels: int = 3) -> np.ndarray:
+    return rng.integers(0, 256, (height, width, channels), dtype=np.uint8)
+
+  def jpeg(array):
+    return tf.io.encode_jpeg(array, quality=90).numpy()
+
+  def png(array):
+    return tf.io.encode_png(array).numpy()
+
+  return [
+      [jpeg(image(32, 32))],
+      [png(image(32, 32))],
+      [png(image(40, 25, 1)), png(image(17, 64, 4))],
+      [jpeg(image(32, 32)) for _ in range(6)] + [jpeg(image(300, 200)), png(image(7, 9))],
+  ]
+
+
+def warmup_requests(batches: Sequence[Sequence[bytes]]) -> list:
+  """One PredictionLog (predict_log with a PredictRequest) per batch, for serving_default."""
+  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+  from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
+  logs = []
+  for batch in batches:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = features.SERVING_SIGNATURE
+    request.inputs[features.SERVING_INPUT].CopyFrom(
+        tf.make_tensor_proto(list(batch), dtype=tf.string, shape=[len(batch)]))
+    logs.append(prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)))
+  return logs
+
+
+def write_warmup_file(export_dir: str, logs: Sequence) -> str:
+  """Writes `logs` as the TFRecord TF Serving replays on load; returns its path."""
+  path = os.path.join(export_dir, WARMUP_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.TFRecordWriter(path) as writer:
+    for log in logs:
+      writer.write(log.SerializeToString())
+  return path
+
+
+def write_class_names(export_dir: str, class_names: Sequence[str]) -> str:
+  path = os.path.join(export_dir, CLASS_NAMES_FILE)
+  tf.io.gfile.makedirs(os.path.dirname(path))
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(list(class_names), f)
+  return path
+
+
 def export(model, tft_output, class_names: Sequence[str], export_dir: str) -> str:
-  """Writes the serving SavedModel to `export_dir` and returns the path."""
+  """Writes the serving SavedModel, its warm-up requests and class names; returns the path."""
   module = ServingModule(model, tft_output, class_names)
   tf.saved_model.save(module, export_dir, signatures=signatures(module))
+  write_warmup_file(export_dir, warmup_requests(warmup_batches()))
+  write_class_names(export_dir, class_names)
   return export_dir

@@ -33,10 +33,18 @@ def decode_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
 
 
 def decode_images(encoded: tf.Tensor, size: int) -> tf.Tensor:
-  """A batch of encoded images ([batch] or [batch, 1]) -> float32 [batch, size, size, 3]."""
+  """A batch of encoded images ([batch] or [batch, 1]) -> float32 [batch, size, size, 3].
+
+  A batch of one (the usual serving request) skips tf.map_fn's while loop and
+  decodes directly: the same ops on the same bytes, so the same pixels, about
+  0.15 ms sooner per request on 2 cores (benchmarks/serving_latency.py).
+  """
   encoded = tf.reshape(encoded, [-1])
-  return tf.map_fn(lambda e: decode_image(e, size), encoded,
-                   fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+  return tf.cond(
+      tf.equal(tf.size(encoded), 1),
+      lambda: decode_image(encoded[0], size)[tf.newaxis],
+      lambda: tf.map_fn(lambda e: decode_image(e, size), encoded,
+                        fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32)))
 
 
 def channel_moments(images: tf.Tensor):

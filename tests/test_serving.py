@@ -90,7 +90,93 @@ def test_gray_rgba_and_odd_sizes_are_served(exported):
   assert out[features.PROBABILITIES].shape == (3, 10)
 
 
-def test_undecodable_bytes_raise_invalid_argument(exported):
+def encoded(fmt: str, shape=(32, 32, 3), seed: int = 0) -> bytes:
+  from PIL import Image
+  array = np.random.default_rng(seed).integers(0, 255, shape, dtype=np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(array.squeeze()).save(buffer, format=fmt)
+  return buffer.getvalue()
+
+
+@pytest.mark.parametrize('name', ['text', 'empty', 'gif', 'bmp'])
+def test_bytes_that_are_not_jpeg_or_png_fail_with_a_message_that_says_so(exported, name):
   _, loaded, _ = exported
+  bad = {'text': b'GIF? no', 'empty': b'', 'gif': encoded('GIF'), 'bmp': encoded('BMP')}[name]
+  good = encoded('JPEG')
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'(?s)image_bytes must hold encoded JPEG or PNG.*\[1 3\]'):
+    loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([good, bad, good, bad]))
+
+
+@pytest.mark.parametrize('fmt', ['JPEG', 'PNG'])
+def test_truncated_images_fail_in_the_decoder_not_as_zero_images(exported, fmt):
+  _, loaded, _ = exported
+  blob = encoded(fmt, (64, 64, 3))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=f'(?i)invalid {fmt} data'):
+    loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([blob[:len(blob) // 2]]))
+
+
+def test_a_bad_request_does_not_break_the_next_one(exported, jpeg_bytes):
+  _, loaded, _ = exported
+  serve = loaded.signatures[features.SERVING_SIGNATURE]
+  before = serve(image_bytes=tf.constant(jpeg_bytes[:2]))[features.PROBABILITIES].numpy()
   with pytest.raises(tf.errors.InvalidArgumentError):
-    loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([b'GIF? no']))
+    serve(image_bytes=tf.constant([b'not an image']))
+  after = serve(image_bytes=tf.constant(jpeg_bytes[:2]))[features.PROBABILITIES].numpy()
+  np.testing.assert_array_equal(before, after)
+
+
+def test_the_example_signature_names_the_bad_feature(exported):
+  _, loaded, _ = exported
+  example = tf.train.Example(features=tf.train.Features(feature={
+      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'oops'])),
+  })).SerializeToString()
+  with pytest.raises(tf.errors.InvalidArgumentError, match='tf.Example feature image must hold encoded JPEG or PNG'):
+    loaded.signatures[features.EXAMPLE_SIGNATURE](examples=tf.constant([example]))
+
+
+def test_an_empty_batch_gives_empty_outputs(exported):
+  _, loaded, _ = exported
+  out = loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
+  assert out[features.PROBABILITIES].shape == (0, 10)
+  assert out[features.CLASS_NAMES].shape == (0,)
+
+
+def read_warmup(path: str):
+  from tensorflow_serving.apis import prediction_log_pb2
+  return [prediction_log_pb2.PredictionLog.FromString(record.numpy())
+          for record in tf.data.TFRecordDataset(path)]
+
+
+def test_warmup_requests_parse_and_replay_through_the_reloaded_signature(exported):
+  _, loaded, path = exported
+  logs = read_warmup(os.path.join(path, 'assets.extra', 'tf_serving_warmup_requests'))
+  assert len(logs) == len(serving.warmup_batches())
+  batch_sizes = []
+  for log in logs:
+    assert log.WhichOneof('log_type') == 'predict_log'
+    request = log.predict_log.request
+    assert request.model_spec.signature_name == features.SERVING_SIGNATURE
+    assert set(request.inputs) == {features.SERVING_INPUT}
+    blobs = tf.make_ndarray(request.inputs[features.SERVING_INPUT])
+    out = loaded.signatures[request.model_spec.signature_name](
+        **{name: tf.constant(tf.make_ndarray(t)) for name, t in request.inputs.items()})
+    assert out[features.PROBABILITIES].shape == (len(blobs), 10)
+    np.testing.assert_allclose(out[features.PROBABILITIES].numpy().sum(1), 1, atol=1e-5)
+    batch_sizes.append(len(blobs))
+  assert 1 in batch_sizes and max(batch_sizes) > 1  # the single-image and the batched path
+
+
+def test_warmup_images_cover_jpeg_png_gray_and_rgba():
+  blobs = [b for batch in serving.warmup_batches() for b in batch]
+  channels = {int(tf.io.decode_image(b).shape[-1]) for b in blobs}
+  assert channels == {1, 3, 4}
+  assert any(b.startswith(serving.JPEG_MAGIC) for b in blobs)
+  assert any(b.startswith(serving.PNG_MAGIC) for b in blobs)
+
+
+def test_export_writes_every_class_name_in_id_order(exported):
+  import json
+  _, _, path = exported
+  with open(os.path.join(path, 'assets.extra', 'class_names.json')) as f:
+    assert json.load(f) == CLASS_NAMES

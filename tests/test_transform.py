@@ -24,6 +24,18 @@ def test_decode_keeps_png_pixels_at_native_size(encoded):
   np.testing.assert_array_equal(out, np.stack(arrays).astype(np.float32))
 
 
+@pytest.mark.parametrize('size', [32, 48])
+def test_a_batch_of_one_decodes_exactly_like_a_batch_of_many(encoded, size):
+  _, blobs = encoded
+  batched = transform.decode_images(tf.constant(blobs), size).numpy()
+  one_by_one = [transform.decode_images(tf.constant([b]), size).numpy() for b in blobs]
+  in_graph = tf.function(lambda b: transform.decode_images(b, size))
+  graph_one = [in_graph(tf.constant([[b]])).numpy() for b in blobs]  # [1, 1] as TFT feeds it
+  for i in range(len(blobs)):
+    np.testing.assert_array_equal(one_by_one[i], batched[i:i + 1])
+    np.testing.assert_array_equal(graph_one[i], batched[i:i + 1])
+
+
 def test_decode_eager_and_in_tf_data_agree(encoded):
   _, blobs = encoded
   eager = transform.decode_images(tf.constant(blobs), 48).numpy()
