@@ -248,7 +248,8 @@ def timeline_section(timeline: Union[List[TimelineRow], Missing]) -> str:
   total = max([r.start + r.seconds for r in timeline] + [0.0])
   rows = [(r.node_id, r.state, run_summary.format_seconds(r.seconds),
            run_summary.format_seconds(r.start)) for r in timeline]
-  return (f'<p>{len(timeline)} components, {run_summary.format_seconds(total)} from the first '
+  noun = 'component' if len(timeline) == 1 else 'components'
+  return (f'<p>{len(timeline)} {noun}, {run_summary.format_seconds(total)} from the first '
           'start to the last finish.</p>'
           + _img(timeline_png(timeline), 'component timeline')
           + _table(('component', 'state', 'wall time', 'started at +'), rows))
