@@ -175,8 +175,13 @@ def compile_kubeflow(args: argparse.Namespace, config: config_lib.PipelineConfig
   pipeline = pipeline_lib.create_pipeline(
       config, fixed_hparams=pipeline_lib.load_fixed_hparams(config),
       enable_cache=not args.no_cache)
-  job = kubeflow.compile_pipeline(pipeline, image, args.output,
-                                  pipeline_root=config.pipeline_root)
+  try:
+    job = kubeflow.compile_pipeline(
+        pipeline, image, args.output,
+        pipeline_root=config.pipeline_root if kubeflow.is_url(config.pipeline_root) else None)
+  except ImportError as e:
+    print(f'error: {e}', file=sys.stderr)
+    return 1
   print(f'compiled {len(kubeflow.task_names(job))} steps for Kubeflow v2 / Vertex AI: '
         f'{os.path.abspath(args.output)}\nimage: {image}')
   for note in kubeflow.container_warnings(config, image):
