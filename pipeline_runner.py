@@ -216,6 +216,23 @@ def write_report(config: config_lib.PipelineConfig, started: float) -> Optional[
     return None
 
 
+def keep_writes_inside(pipeline_root: str) -> None:
+  """Points the libraries' scratch and config dirs into the pipeline root.
+
+  Keras writes ~/.keras/keras.json on import, matplotlib caches fonts under
+  ~/.config, and Beam/TF use the system temp dir; a run must write nothing
+  outside its pipeline root and serving dir. Must run before those imports.
+  """
+  if '://' in pipeline_root:
+    return
+  scratch = os.path.join(pipeline_root, '.scratch')
+  for var, sub in (('KERAS_HOME', 'keras'), ('MPLCONFIGDIR', 'matplotlib'), ('TMPDIR', 'tmp')):
+    os.makedirs(os.path.join(scratch, sub), exist_ok=True)
+    os.environ[var] = os.path.join(scratch, sub)
+  import tempfile  # pylint: disable=g-import-not-at-top
+  tempfile.tempdir = os.environ['TMPDIR']
+
+
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
@@ -234,6 +251,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         f'floor {config.gate.min_accuracy:.2f}')
   print(f'data: {config.data.source_name}: ' + '\n      '.join(notes))
   print(f'pipeline root: {config.pipeline_root}\nserving dir:   {config.serving_dir}')
+  keep_writes_inside(config.pipeline_root)
+  from components import progress  # pylint: disable=g-import-not-at-top
+  progress.show_on_console()
 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import time
 from typing import Any, Dict, List
 
@@ -62,6 +63,22 @@ def strategy() -> tf.distribute.Strategy:
   if len(tf.config.list_logical_devices('GPU')) > 1:
     return tf.distribute.MirroredStrategy()
   return tf.distribute.get_strategy()
+
+
+def is_chief() -> bool:
+  """False only for a non-chief worker of a multi-worker cluster (TF_CONFIG)."""
+  cluster = json.loads(os.environ.get('TF_CONFIG') or '{}')
+  task = cluster.get('task') or {}
+  if task.get('type') in (None, 'chief'):
+    return True
+  return (task.get('type') == 'worker' and task.get('index', 0) == 0
+          and 'chief' not in cluster.get('cluster', {}))
+
+
+def output_dir(path: str) -> str:
+  """`path` on the chief; a throwaway dir on other workers, which must still save
+  (MultiWorkerMirroredStrategy's save is collective) but must not overwrite it."""
+  return path if is_chief() else tempfile.mkdtemp(prefix='worker-output-')
 
 
 def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict[str, Any]) -> str:
@@ -124,10 +141,12 @@ def run_fn(fn_args) -> None:
   model.fit(train_ds, validation_data=eval_ds, epochs=train.epochs, verbose=0,
             callbacks=callbacks(fn_args, settings, train, hp.values) + [log])
 
-  tf.io.gfile.makedirs(fn_args.model_run_dir)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HISTORY_FILE), 'w') as f:
+  run_dir = output_dir(fn_args.model_run_dir)
+  tf.io.gfile.makedirs(run_dir)
+  with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILE), 'w') as f:
     json.dump(log.rows, f, indent=1)
-  with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, HPARAMS_FILE), 'w') as f:
+  with tf.io.gfile.GFile(os.path.join(run_dir, HPARAMS_FILE), 'w') as f:
     json.dump(hp.values, f, indent=1)
-  serving.export(model, tft_output, class_names, fn_args.serving_model_dir)
-  logging.info('Trainer exported the serving model to %s', fn_args.serving_model_dir)
+  export_dir = output_dir(fn_args.serving_model_dir)
+  serving.export(model, tft_output, class_names, export_dir)
+  logging.info('Trainer exported the serving model to %s', export_dir)

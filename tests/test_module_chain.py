@@ -132,3 +132,22 @@ def test_interrupted_search_resumes_instead_of_starting_over(tmp_path, artifacts
   assert resumed.fits == 1  # only the interrupted third trial runs again
   completed = [t for t in tuner.oracle.trials.values() if t.status == 'COMPLETED']
   assert len(completed) == 3
+
+
+@pytest.mark.parametrize('tf_config, chief', [
+    (None, True),
+    ({'cluster': {'worker': ['a:1', 'b:2']}, 'task': {'type': 'worker', 'index': 0}}, True),
+    ({'cluster': {'worker': ['a:1', 'b:2']}, 'task': {'type': 'worker', 'index': 1}}, False),
+    ({'cluster': {'chief': ['c:0'], 'worker': ['a:1']}, 'task': {'type': 'worker', 'index': 0}},
+     False),
+    ({'cluster': {'chief': ['c:0'], 'worker': ['a:1']}, 'task': {'type': 'chief', 'index': 0}},
+     True),
+])
+def test_only_the_chief_writes_the_trainer_outputs(monkeypatch, tmp_path, tf_config, chief):
+  if tf_config:
+    monkeypatch.setenv('TF_CONFIG', json.dumps(tf_config))
+  else:
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+  assert trainer.is_chief() == chief
+  target = str(tmp_path / 'model')
+  assert (trainer.output_dir(target) == target) == chief

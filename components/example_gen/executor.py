@@ -18,8 +18,9 @@ import os
 import re
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
+import time
+
 import apache_beam as beam
-from absl import logging
 from apache_beam.metrics.metric import MetricsFilter
 from tfx import types
 from tfx.components.example_gen import write_split
@@ -29,6 +30,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
+from components import progress
 from components.example_gen import sources
 from tfx_pipeline import config as config_lib
 
@@ -37,6 +39,8 @@ DATA_CONFIG_KEY = 'data_config'
 FINGERPRINT_KEY = 'input_fingerprint'
 EXAMPLES_KEY = 'examples'
 TFDS_SHARDS = 8  # sub-splits of a tfds split, read in parallel
+PROGRESS_EVERY = 5_000  # images checked per worker between progress lines
+CONSOLE_LIST_LIMIT = 50  # skipped/ignored files named on the console (all are in files)
 
 
 class RawImage(NamedTuple):
@@ -87,12 +91,23 @@ class _DecodeCheck(beam.DoFn):
     self._root = root
     self._class_names = class_names
 
+  def setup(self):
+    self._checked, self._start = 0, time.perf_counter()
+
+  def _progress(self):
+    self._checked += 1
+    if self._checked % PROGRESS_EVERY == 0:
+      rate = self._checked / (time.perf_counter() - self._start)
+      progress.LOGGER.info('ImageExampleGen: %d images checked by this worker (%.0f/s)',
+                           self._checked, rate)
+
   def _count(self, what: str, split: str, label: int):
     beam.metrics.Metrics.counter(METRICS_NAMESPACE, f'{what}:{split}').inc()
     beam.metrics.Metrics.counter(
         METRICS_NAMESPACE, f'{what}:{split}:{self._class_names[label]}').inc()
 
   def process(self, raw: RawImage):
+    self._progress()
     self._count('read', raw.split, raw.label)
     try:
       data = raw.data if raw.data is not None else sources.read_file_in_tree(
@@ -128,8 +143,7 @@ def _image_dir_source(data: config_lib.DataConfig) -> _Source:
     split = sources.output_split(f.split, f.relpath, plan, data.eval_percent, data.split_seed)
     if split:
       raws.append(RawImage(f.relpath, split, f.label, None))
-  for path, reason in scan.ignored:
-    logging.warning('ImageExampleGen ignored %s: %s', path, reason)
+  _log_list('ignored', [f'{path}: {reason}' for path, reason in scan.ignored])
   notes = {'ignored': [{'path': p, 'reason': r} for p, r in scan.ignored],
            'unused_splits': list(plan.unused),
            'eval_from': plan.eval or f'{plan.train} (hash, {data.eval_percent}%)'}
@@ -171,8 +185,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
     examples.split_names = artifact_utils.encode_split_names(list(sources.OUTPUT_SPLITS))
     source = _image_dir_source(data) if data.image_dir else _tfds_source(data)
-    logging.info('ImageExampleGen: reading %s, %d classes', data.source_name,
-                 len(source.class_names))
+    progress.LOGGER.info('ImageExampleGen: reading %s, %d classes', data.source_name,
+                         len(source.class_names))
 
     pipeline = self._make_beam_pipeline()
     checked = (pipeline
@@ -225,10 +239,22 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     examples.set_int_custom_property('ignored_files', len(source.notes['ignored']))
     for split in sources.OUTPUT_SPLITS:
       c = counts[split]
-      logging.info('ImageExampleGen %s: read %d, written %d, skipped %d',
-                   split, c['read'], c['written'], c['skipped'])
-    for line in bad:
-      logging.warning('ImageExampleGen skipped undecodable image: %s', line)
+      progress.LOGGER.info('ImageExampleGen %s: read %d, written %d, skipped %d',
+                           split, c['read'], c['written'], c['skipped'])
+    _log_list('skipped as undecodable', [line.replace('\t', ' ') for line in bad])
+
+
+def _log_list(what: str, lines: List[str]) -> None:
+  """Names up to CONSOLE_LIST_LIMIT entries on the console, then how many more."""
+  if not lines:
+    return
+  progress.LOGGER.info('ImageExampleGen %s %d file(s):', what, len(lines))
+  for line in lines[:CONSOLE_LIST_LIMIT]:
+    progress.LOGGER.info('  %s', line)
+  if len(lines) > CONSOLE_LIST_LIMIT:
+    progress.LOGGER.info('  ... and %d more (see %s and %s in the Examples artifact)',
+                         len(lines) - CONSOLE_LIST_LIMIT, features.BAD_IMAGES_FILE,
+                         features.COUNTS_FILE)
 
 
 def _read_lines(path: str) -> List[str]:
