@@ -36,6 +36,11 @@ def _require(condition: bool, message: str) -> None:
     raise ConfigError(message)
 
 
+def absolute(path: str) -> str:
+  """An absolute local path; URIs such as gs://bucket/x are returned unchanged."""
+  return path if '://' in path else os.path.abspath(path)
+
+
 def _from_dict(cls, values: Mapping[str, Any]):
   """Rebuilds a config dataclass from `dataclasses.asdict` output (lists → tuples)."""
   kwargs = {}
@@ -208,8 +213,8 @@ class PipelineConfig:
         'model': dataclasses.asdict(self.model),
         'train': dataclasses.asdict(self.train),
         'tune': dataclasses.asdict(self.tune),
-        'tuner_dir': os.path.abspath(self.tuner_dir),
-        'backup_root': os.path.abspath(os.path.join(self.pipeline_root, 'train_backup')),
+        'tuner_dir': absolute(self.tuner_dir),
+        'backup_root': absolute(os.path.join(self.pipeline_root, 'train_backup')),
     }
 
 
