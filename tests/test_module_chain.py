@@ -27,6 +27,9 @@ from tuning import tuner as tuner_lib
 from test_example_gen import read_split, run_executor
 
 
+RANDOM_2 = {'algorithm': 'random', 'max_trials': 2}
+
+
 def _factory(patterns, options, schema):
   return tf_example_record.TFExampleRecord(
       patterns, schema=schema, telemetry_descriptors=['test']).TensorFlowDataset(options)
@@ -118,13 +121,13 @@ def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
 
 
 def test_same_seed_gives_the_same_best_hyperparameters(tmp_path, artifacts):
-  first = search(make_fn_args(tmp_path / 'a', artifacts)).get_best_hyperparameters()[0]
-  second = search(make_fn_args(tmp_path / 'b', artifacts)).get_best_hyperparameters()[0]
+  first = search(make_fn_args(tmp_path / 'a', artifacts, RANDOM_2)).get_best_hyperparameters()[0]
+  second = search(make_fn_args(tmp_path / 'b', artifacts, RANDOM_2)).get_best_hyperparameters()[0]
   assert first.values == second.values
 
 
 def test_interrupted_search_resumes_instead_of_starting_over(tmp_path, artifacts):
-  changes = {'max_trials': 3}
+  changes = {'algorithm': 'random', 'max_trials': 3}
   with pytest.raises(KeyboardInterrupt):
     search(make_fn_args(tmp_path, artifacts, changes), CountTrials(interrupt_at=3))
   resumed = CountTrials()
@@ -151,3 +154,22 @@ def test_only_the_chief_writes_the_trainer_outputs(monkeypatch, tmp_path, tf_con
   assert trainer.is_chief() == chief
   target = str(tmp_path / 'model')
   assert (trainer.output_dir(target) == target) == chief
+
+
+@pytest.mark.parametrize('algorithm', ['hyperband', 'bayesian'])
+def test_tfx_tuner_executor_writes_best_hyperparameters(tmp_path, artifacts, algorithm):
+  from tfx.components.tuner import executor as tfx_tuner
+  from tfx.types import standard_artifacts
+  fn_args = make_fn_args(tmp_path, artifacts, {'algorithm': algorithm, 'max_epochs': 2,
+                                               'max_trials': 2, 'hyperband_factor': 2})
+  tuner = search(fn_args)
+  best, results = standard_artifacts.HyperParameters(), standard_artifacts.TunerResults()
+  best.uri, results.uri = str(tmp_path / 'best'), str(tmp_path / 'results')
+  os.makedirs(best.uri)
+  os.makedirs(results.uri)
+  tfx_tuner.write_best_hyperparameters(tuner, {'best_hyperparameters': [best],
+                                               'tuner_results': [results]})
+  written = json.load(open(os.path.join(best.uri, 'best_hyperparameters.txt')))
+  assert written['values']['learning_rate'] > 0
+  rows = json.load(open(os.path.join(results.uri, 'tuner_results.json')))
+  assert len(rows) >= 2 and all('score' in r for r in rows)

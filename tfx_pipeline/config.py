@@ -219,17 +219,18 @@ class PipelineConfig:
 
 
 def smoke() -> PipelineConfig:
-  """A few minutes on 2 cores: tiny data, a narrow net, a two-trial search.
+  """A few minutes on 2 cores: tiny data, a narrow net, a five-trial search.
 
   The end-to-end test runs this preset on a generated 10-class fixture:
     python pipeline_runner.py --preset smoke --image-dir tests/...
-  It checks plumbing, not accuracy: the gate's floor is 0.
+  It checks plumbing, not accuracy: the gate's floor is 0. The search is the
+  default algorithm (Hyperband) at its smallest useful size.
   """
   return PipelineConfig(
       preset='smoke',
       data=DataConfig(max_examples=2_000),
       train=TrainConfig(epochs=2, batch_size=32, deterministic=True),
-      tune=TuneConfig(algorithm='random', max_trials=2, max_epochs=1,
+      tune=TuneConfig(max_epochs=2, hyperband_factor=2,  # Hyperband: 5 tiny trials
                       train_examples=256, eval_examples=64,
                       width_multipliers=(0.25,), dense_units=(64, 128)),
       gate=GateConfig(min_accuracy=0.0),

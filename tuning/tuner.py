@@ -80,8 +80,14 @@ def build_tuner(hypermodel, tune: config_lib.TuneConfig, hp, directory: str,
                 allow_new_entries=False, tune_new_entries=True, seed=tune.seed,
                 directory=directory, project_name=project_name, overwrite=False)
   if tune.algorithm == 'hyperband':
-    return keras_tuner.Hyperband(max_epochs=tune.max_epochs, factor=tune.hyperband_factor,
-                                 hyperband_iterations=1, **common)
+    tuner = keras_tuner.Hyperband(max_epochs=tune.max_epochs, factor=tune.hyperband_factor,
+                                  hyperband_iterations=1, **common)
+    # TFX's Tuner executor lists results with get_best_trials(oracle.max_trials),
+    # which fails on Hyperband's None. Hyperband stops on its own schedule, so an
+    # upper bound on its trial count changes nothing else.
+    tuner.oracle.max_trials = 2 * sum(r.trials for r in hyperband_rounds(
+        tune.max_epochs, tune.hyperband_factor))
+    return tuner
   if tune.algorithm == 'random':
     return keras_tuner.RandomSearch(max_trials=tune.max_trials, **common)
   return keras_tuner.BayesianOptimization(max_trials=tune.max_trials, **common)
