@@ -30,6 +30,16 @@ def test_resolve_precedence_best_then_file_then_defaults():
   assert space_lib.resolve(tune, 'cifar').get('learning_rate') == 0.08
 
 
+def test_resolve_drops_hyperband_bookkeeping():
+  tune = config.cpu().tune
+  best = space_lib.search_space(tune, 'cifar')
+  best.Fixed('tuner/epochs', 4)
+  best.Fixed('tuner/trial_id', '0003')
+  hp = space_lib.resolve(tune, 'cifar', best=best.get_config())
+  assert not any(name.startswith('tuner/') for name in hp.values)
+  assert hp.get('learning_rate') == 0.08
+
+
 def test_resolve_refuses_names_outside_the_space():
   with pytest.raises(ValueError, match='not in the search space'):
     space_lib.resolve(config.cpu().tune, 'cifar', fixed={'learnig_rate': 0.1})

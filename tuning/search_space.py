@@ -16,6 +16,8 @@ import keras_tuner
 
 from tfx_pipeline.config import TuneConfig
 
+TUNER_BOOKKEEPING = 'tuner/'
+
 
 def search_space(tune: TuneConfig, variant: str) -> keras_tuner.HyperParameters:
   hp = keras_tuner.HyperParameters()
@@ -51,6 +53,8 @@ def resolve(tune: TuneConfig, variant: str,
     chosen = fixed.get('values', fixed) if 'space' in fixed else fixed
   else:
     return hp
+  # Hyperband's bookkeeping (tuner/epochs, tuner/trial_id, ...) is not a model knob.
+  chosen = {k: v for k, v in chosen.items() if not k.startswith(TUNER_BOOKKEEPING)}
   unknown = sorted(set(chosen) - set(hp.values))
   if unknown:
     raise ValueError(f'hyperparameters not in the search space: {unknown}')
