@@ -54,7 +54,8 @@ def check_image_format(encoded: tf.Tensor, source: str) -> tf.Tensor:
   is_jpeg = tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
   is_png = tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC)
   ok = tf.logical_or(is_jpeg, is_png)
-  bad_positions = tf.reshape(tf.where(tf.logical_not(ok)), [-1])
+  # int32, so tf.debugging.Assert is one Assert op rather than a cond around it.
+  bad_positions = tf.cast(tf.reshape(tf.where(tf.logical_not(ok)), [-1]), tf.int32)
   check = tf.debugging.Assert(
       tf.reduce_all(ok),
       [f'{source} must hold encoded JPEG or PNG images; not JPEG or PNG at batch positions',

@@ -24,6 +24,17 @@ def test_decode_keeps_png_pixels_at_native_size(encoded):
   np.testing.assert_array_equal(out, np.stack(arrays).astype(np.float32))
 
 
+@pytest.mark.parametrize('fmt', ['jpg', 'png'])
+def test_skipping_the_same_size_resize_changes_no_pixel(fmt):
+  rng = np.random.default_rng(3)
+  for size in (32, 45):
+    blob = fixtures.encode(fixtures.synthetic_image(2, rng, size), fmt)
+    pixels = tf.cast(tf.io.decode_image(blob, channels=3), tf.float32)
+    resized = tf.image.resize(pixels, [size, size], antialias=True)
+    np.testing.assert_array_equal(transform.decode_image(tf.constant(blob), size).numpy(),
+                                  resized.numpy())
+
+
 @pytest.mark.parametrize('size', [32, 48])
 def test_a_batch_of_one_decodes_exactly_like_a_batch_of_many(encoded, size):
   _, blobs = encoded
