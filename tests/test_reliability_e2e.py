@@ -34,9 +34,9 @@ def command(state, *extra):
           '--serving-dir', state['serving'], *extra]
 
 
-def run(state, *extra):
+def run(state, *extra, env=None):
   result = subprocess.run(command(state, *extra), cwd=REPO, capture_output=True, text=True,
-                          timeout=1200)
+                          timeout=1200, env=env)
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
   return result.stdout
 
@@ -72,10 +72,16 @@ def state(tmp_path_factory):
           'root': str(tmp / 'root'), 'serving': str(tmp / 'serving'), 'weak': str(weak)}
 
 
-def test_1_weak_first_model_is_blessed_and_pushed(state):
-  out = run(state, *weak_args(state))
+def test_1_weak_first_model_is_blessed_and_pushed_and_writes_only_its_dirs(state, tmp_path):
+  home, tmp = tmp_path / 'home', tmp_path / 'tmp'
+  home.mkdir()
+  tmp.mkdir()
+  out = run(state, *weak_args(state), env=dict(os.environ, HOME=str(home), TMPDIR=str(tmp)))
   assert 'Evaluator: BLESSED' in out
   assert len(os.listdir(state['serving'])) == 1
+  # Nothing outside the pipeline root and the serving dir (e.g. ~/.keras, /tmp).
+  assert [str(p) for p in home.rglob('*')] == []
+  assert [str(p) for p in tmp.rglob('*')] == []
 
 
 def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
@@ -107,11 +113,19 @@ def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
   assert len(versions) == 2 and versions[1] > versions[0]
 
 
+def disk_usage(path):
+  return sum(p.stat().st_size for p in __import__('pathlib').Path(path).rglob('*')
+             if p.is_file())
+
+
 def test_3_worse_model_than_the_last_blessed_is_not_pushed(state):
-  before = tree_digest(state['serving'])
+  before, root_size = tree_digest(state['serving']), disk_usage(state['root'])
   out = run(state, *weak_args(state))
   assert 'NOT blessed' in out, out[-1500:]
   assert tree_digest(state['serving']) == before
+  # A re-run with a cached Trainer adds an evaluation and a report, not another copy
+  # of the data or the model: the pipeline root stays bounded.
+  assert disk_usage(state['root']) - root_size < 5e6
 
 
 def test_4_accuracy_floor_blocks_every_model(state):
