@@ -34,6 +34,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TF's start-up chatter is not for CLI users
+
 SIGNATURE = 'serving_default'  # components.features.SERVING_SIGNATURE
 INPUT = 'image_bytes'  # components.features.SERVING_INPUT
 PROBABILITIES = 'probabilities'
