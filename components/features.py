@@ -28,6 +28,16 @@ PROBABILITIES = 'probabilities'
 CLASS_IDS = 'class_ids'
 CLASS_NAMES = 'class_names'
 
+# The image formats of the serving contract, recognized by their first bytes.
+JPEG_MAGIC = b'\xff\xd8\xff'  # SOI marker + the first byte of the next marker
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+
+
+def is_jpeg_or_png(data: bytes) -> bool:
+  """True if `data` starts like a JPEG or PNG file (what training and serving accept)."""
+  return data.startswith(JPEG_MAGIC) or data.startswith(PNG_MAGIC)
+
+
 # Written by ExampleGen at the root of its Examples artifact, next to Split-*/.
 CLASS_NAMES_FILE = 'class_names.json'
 COUNTS_FILE = 'image_counts.json'

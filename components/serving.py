@@ -36,8 +36,8 @@ WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # Every class name in id order, for clients that show more than the top-1 name
 # the signature returns (serving/client.py). TF Serving ignores the file.
 CLASS_NAMES_FILE = os.path.join('assets.extra', 'class_names.json')
-JPEG_MAGIC = b'\xff\xd8\xff'  # SOI marker + the first byte of the next marker
-PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
+JPEG_MAGIC = features.JPEG_MAGIC
+PNG_MAGIC = features.PNG_MAGIC
 
 
 def check_image_format(encoded: tf.Tensor, source: str) -> tf.Tensor:

@@ -75,6 +75,7 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
     f.write(jpeg[:len(jpeg) // 2])
   with open(os.path.join(cat, 'notes.jpg'), 'w') as f:
     f.write('this is not an image')
+  Image.fromarray(synthetic_image(3, rng)).save(os.path.join(cat, 'bitmap.jpg'), format='BMP')
   with open(os.path.join(cat, 'readme.txt'), 'w') as f:
     f.write('stray text')
   os.makedirs(os.path.join(cat, 'nested'))
@@ -88,7 +89,7 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
   return {
       'classes': ['cat', 'dog'],
       'good': 8 + 8 + 4,  # 16 generated + gray, rgba, odd, wide
-      'bad': {'train/dog/truncated.jpg', 'train/cat/notes.jpg'},
+      'bad': {'train/dog/truncated.jpg', 'train/cat/notes.jpg', 'train/cat/bitmap.jpg'},
       'ignored': {'.git', 'LICENSE.txt', 'train/empty_class', 'train/cat/nested',
                   'train/cat/readme.txt', 'train/dog/escape.jpg'},
   }

@@ -59,6 +59,9 @@ def check_image(data: bytes):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not data:
     raise ValueError('empty file')
+  if not features.is_jpeg_or_png(data):
+    # tf.io.decode_image would take GIF and BMP too, which serving refuses.
+    raise ValueError('not a JPEG or PNG file')
   try:
     image = tf.io.decode_image(data, channels=3, expand_animations=False)
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
