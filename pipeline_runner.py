@@ -176,9 +176,7 @@ def compile_kubeflow(args: argparse.Namespace, config: config_lib.PipelineConfig
       config, fixed_hparams=pipeline_lib.load_fixed_hparams(config),
       enable_cache=not args.no_cache)
   try:
-    job = kubeflow.compile_pipeline(
-        pipeline, image, args.output,
-        pipeline_root=config.pipeline_root if kubeflow.is_url(config.pipeline_root) else None)
+    job = kubeflow.compile_pipeline(pipeline, image, args.output)
   except ImportError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
@@ -186,11 +184,6 @@ def compile_kubeflow(args: argparse.Namespace, config: config_lib.PipelineConfig
         f'{os.path.abspath(args.output)}\nimage: {image}')
   for note in kubeflow.container_warnings(config, image):
     print(f'warning: {note}', file=sys.stderr)
-  mangled = kubeflow.mangled_urls(job)
-  if mangled:
-    print(f'warning: URLs became local container paths in the spec ({", ".join(mangled)}): '
-          'create_pipeline and PipelineConfig.module_config pass them through '
-          'os.path.abspath (docs/scale_out.md, "Known gaps")', file=sys.stderr)
   return 0
 
 

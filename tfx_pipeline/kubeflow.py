@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from typing import Any, Dict, List, Mapping, Optional
 
 from tfx_pipeline.config import PipelineConfig
@@ -64,17 +63,9 @@ def _runner_module():
   return kubeflow_v2_dag_runner
 
 
-def compile_pipeline(pipeline, image: str, output_path: str,
-                     pipeline_root: Optional[str] = None) -> Dict[str, Any]:
-  """Writes the PipelineJob JSON for `pipeline` to `output_path`; returns it as a dict.
-
-  `pipeline_root`, when given, replaces the pipeline's own root in the job's
-  runtime config (create_pipeline makes local roots absolute, which would turn
-  gs://b/x into <cwd>/gs:/b/x).
-  """
+def compile_pipeline(pipeline, image: str, output_path: str) -> Dict[str, Any]:
+  """Writes the PipelineJob JSON for `pipeline` to `output_path`; returns it as a dict."""
   kubeflow_v2_dag_runner = _runner_module()
-  if pipeline_root:
-    pipeline.pipeline_info.pipeline_root = pipeline_root
   output_path = os.path.abspath(output_path)
   runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
       config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
@@ -82,17 +73,6 @@ def compile_pipeline(pipeline, image: str, output_path: str,
       output_dir=os.path.dirname(output_path),
       output_filename=os.path.basename(output_path))
   return runner.run(pipeline, write_out=True)
-
-
-def mangled_urls(job: Mapping[str, Any]) -> List[str]:
-  """Paths in the job spec that were URLs before os.path.abspath: '/cwd/gs:/bucket/x'.
-
-  create_pipeline (pipeline_root, the Pusher's base_directory) and
-  PipelineConfig.module_config (tuner_dir, backup_root) make every path
-  absolute, which turns gs://bucket/x into a local path inside the container.
-  """
-  text = json.dumps(job)
-  return sorted(set(re.findall(r'/[a-z][a-z0-9+.-]*:/(?!/)[^"\\\s]*', text)))
 
 
 def task_names(job: Mapping[str, Any]) -> List[str]:

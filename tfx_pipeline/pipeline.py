@@ -30,6 +30,7 @@ from components import pusher as pusher_executor
 from components.example_gen.component import ImageExampleGen
 from components.example_gen import sources
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.config import absolute
 
 PREPROCESSING_FN = 'components.transform.preprocessing_fn'
 TUNER_FN = 'tuning.tuner.tuner_fn'
@@ -144,18 +145,21 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       model_blessing=evaluator.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
-              base_directory=os.path.abspath(config.serving_dir))),
+              base_directory=absolute(config.serving_dir))),
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           pusher_executor.Executor)).with_id('Pusher')
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
                       transform, tuner, trainer, model_resolver, evaluator, pusher]
+  # SQLite MLMD for local runs; on Kubeflow/Vertex (a URL root) the orchestrator
+  # brings its own metadata store.
+  metadata = None if '://' in config.metadata_path else \
+      tfx.orchestration.metadata.sqlite_metadata_connection_config(absolute(config.metadata_path))
   return tfx.dsl.Pipeline(
       pipeline_name=config.pipeline_name,
-      pipeline_root=os.path.abspath(config.pipeline_root),
+      pipeline_root=absolute(config.pipeline_root),
       components=[c for c in components if c is not None],
-      metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
-          os.path.abspath(config.metadata_path)),
+      metadata_connection_config=metadata,
       enable_cache=enable_cache,
       beam_pipeline_args=list(config.beam_pipeline_args))
 
