@@ -64,3 +64,22 @@ def test_training_batches_shuffle_drop_remainder_and_keep_pairs():
 def test_take_limits_examples():
   ds = data.make_dataset(_raw(12), _layer, batch_size=4, training=False, take=6)
   assert sum(len(y) for _, y in ds) == 6
+
+
+def test_subset_is_a_random_sample_even_when_files_are_sorted_by_class():
+  n = 400
+  images = np.zeros((n, 8, 8, 3), np.float32)
+  labels = np.repeat(np.arange(4), n // 4).astype(np.int64)  # class-sorted, like folder order
+  raw = tf.data.Dataset.from_tensor_slices({'x': images, 'y': labels}).batch(50)
+  ds = data.make_dataset(raw, _layer, batch_size=20, training=False, take=100, seed=3)
+  first = np.concatenate([y.numpy() for _, y in ds])
+  assert len(first) == 100 and len(set(first)) == 4  # not just the first class
+  again = np.concatenate([y.numpy() for _, y in ds])
+  np.testing.assert_array_equal(np.sort(first), np.sort(again))  # same sample each epoch
+
+
+def test_uncached_training_still_shuffles_every_epoch():
+  ds = data.make_dataset(_raw(40), _layer, batch_size=10, training=True, cache=False, seed=1)
+  first = np.concatenate([y.numpy() for _, y in ds])
+  second = np.concatenate([y.numpy() for _, y in ds])
+  assert sorted(first) == list(range(40)) and not np.array_equal(first, second)

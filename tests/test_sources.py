@@ -112,3 +112,10 @@ def test_fingerprint_changes_when_a_file_changes(tmp_path):
   with open(os.path.join(root, 'train', 'a', 'new.jpg'), 'wb') as f:
     f.write(b'x')
   assert sources.fingerprint_tree(root) != before
+
+
+def test_hash_order_mixes_classes_and_is_stable():
+  files = [sources.ImageFile('train', c, f'train/{c}/{i}.jpg') for c in range(3) for i in range(30)]
+  ordered = sources.hash_order(files)
+  assert ordered == sources.hash_order(list(reversed(files)))
+  assert len({f.label for f in ordered[:10]}) == 3

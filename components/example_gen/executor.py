@@ -142,7 +142,9 @@ def _image_dir_source(data: config_lib.DataConfig) -> _Source:
   plan = sources.plan_splits(scan.splits)
   files = sources.cap_per_split(scan.files, data.max_examples, data.split_seed)
   raws = []
-  for f in files:
+  # Hash order, not folder order: readers that take the first N records get a
+  # mix of classes (Beam's DirectRunner keeps this order when writing).
+  for f in sources.hash_order(files, data.split_seed):
     split = sources.output_split(f.split, f.relpath, plan, data.eval_percent, data.split_seed)
     if split:
       raws.append(RawImage(f.relpath, split, f.label, None))

@@ -168,19 +168,20 @@ def output_split(source_split: str, image_id: str, plan: SplitPlan,
   return None
 
 
+def hash_order(files: Sequence[ImageFile], seed: int = 0) -> List[ImageFile]:
+  """`files` in a stable pseudo-random order (by a hash of each path)."""
+  return sorted(files, key=lambda f: hashlib.sha256(f'{seed}/{f.relpath}'.encode()).digest())
+
+
 def cap_per_split(files: Sequence[ImageFile], limit: Optional[int],
                   seed: int = 0) -> List[ImageFile]:
   """At most `limit` files per source split, a hash-ordered (so stable) sample."""
   if limit is None:
     return list(files)
   by_split: Dict[str, List[ImageFile]] = {}
-  for f in files:
+  for f in hash_order(files, seed):
     by_split.setdefault(f.split, []).append(f)
-  kept = []
-  for split_files in by_split.values():
-    split_files.sort(key=lambda f: hashlib.sha256(f'{seed}/{f.relpath}'.encode()).digest())
-    kept.extend(split_files[:limit])
-  return kept
+  return [f for split_files in by_split.values() for f in split_files[:limit]]
 
 
 def fingerprint_tree(root: str) -> str:
