@@ -19,6 +19,7 @@ import dataclasses
 import os
 import sys
 import time
+import warnings
 from typing import List, Optional
 
 from tfx_pipeline import config as config_lib
@@ -215,15 +216,30 @@ def keep_writes_inside(pipeline_root: str) -> None:
   Keras writes ~/.keras/keras.json on import, matplotlib caches fonts under
   ~/.config, and Beam/TF use the system temp dir; a run must write nothing
   outside its pipeline root and serving dir. Must run before those imports.
+  The temp dir starts empty: see clear_scratch_tmp.
   """
   if '://' in pipeline_root:
     return
+  clear_scratch_tmp(pipeline_root)
   scratch = os.path.join(pipeline_root, '.scratch')
   for var, sub in (('KERAS_HOME', 'keras'), ('MPLCONFIGDIR', 'matplotlib'), ('TMPDIR', 'tmp')):
     os.makedirs(os.path.join(scratch, sub), exist_ok=True)
     os.environ[var] = os.path.join(scratch, sub)
   import tempfile  # pylint: disable=g-import-not-at-top
   tempfile.tempdir = os.environ['TMPDIR']
+
+
+def clear_scratch_tmp(pipeline_root: str) -> None:
+  """Deletes the run's temp dir: nothing in it outlives a run.
+
+  Every Beam component's executor builds a throwaway sdist of TFX (about
+  50 MB) in the temp dir and never deletes it, and autograph leaves its
+  generated files there: without this, each run would grow the root by
+  about 200 MB. Called when a run starts (after a crash) and when it ends.
+  """
+  import shutil  # pylint: disable=g-import-not-at-top
+  if '://' not in pipeline_root:
+    shutil.rmtree(os.path.join(pipeline_root, '.scratch', 'tmp'), ignore_errors=True)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -247,6 +263,9 @@ def main(argv: Optional[List[str]] = None) -> int:
   keep_writes_inside(config.pipeline_root)
   from components import progress  # pylint: disable=g-import-not-at-top
   progress.show_on_console()
+  # Google client libraries print a screenful of Python-version and version-bound notices
+  # on import; they say nothing about this run.
+  warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -268,6 +287,7 @@ def main(argv: Optional[List[str]] = None) -> int:
       error = e
   summary = run_summary.summarize(config, started)
   summary.report = write_report(config, started)
+  clear_scratch_tmp(config.pipeline_root)
   print(summary.text())
   if error is not None:
     print(f'error: the pipeline failed: {error.__class__.__name__}: {error}', file=sys.stderr)
