@@ -48,6 +48,7 @@ def test_every_component_executed_in_mlmd(first_run):
                                     'cifar10-alexnet', since)
   assert {r.node_id: r.state for r in runs} == {c: 'done' for c in COMPONENTS}
   assert 'Evaluator: BLESSED' in out and 'Pushed: ' in out
+  assert re.search(r'Evaluator: BLESSED\. eval accuracy [01]\.\d{4}\. ', out), out[-800:]
   for node in ('ImageExampleGen started', 'Trainer started', 'Trainer done in'):
     assert node in out  # progress lines
 

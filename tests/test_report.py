@@ -148,3 +148,11 @@ def test_write_report_without_any_run_says_so(tmp_path):
   assert 'MLMD recorded no component execution' in page
   assert 'the Tuner is switched off (--no-tune)' in page
   assert 'the Trainer did not run in this run' in page
+
+
+def test_summary_words_name_the_candidate_and_baseline_accuracy():
+  from tfx_pipeline import run_summary
+  assert run_summary.accuracy_words({}) == ''
+  assert run_summary.accuracy_words({'candidate': 0.85504}) == 'eval accuracy 0.8550. '
+  assert (run_summary.accuracy_words({'candidate': 0.8, 'baseline': 0.81})
+          == 'eval accuracy 0.8000 (baseline 0.8100). ')

@@ -152,6 +152,10 @@ class TuneConfig:
              f'hyperparameters file not found: {self.hparams_file}')
 
 
+# The metric the Evaluator gates on (TFMA's name for it).
+ACCURACY_METRIC = 'sparse_categorical_accuracy'
+
+
 @dataclass(frozen=True)
 class GateConfig:
   """The Evaluator's blessing rules."""

@@ -29,13 +29,13 @@ from components import features
 from components import pusher as pusher_executor
 from components.example_gen.component import ImageExampleGen
 from components.example_gen import sources
+from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.config import absolute
 
 PREPROCESSING_FN = 'components.transform.preprocessing_fn'
 TUNER_FN = 'tuning.tuner.tuner_fn'
 RUN_FN = 'components.trainer.run_fn'
-ACCURACY_METRIC = 'sparse_categorical_accuracy'
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

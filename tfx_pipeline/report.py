@@ -33,7 +33,6 @@ REPORT_FILE = 'report.html'
 HISTORY_FILE = 'history.json'  # components/trainer.py writes it into model_run
 TUNER_RESULTS_FILE = 'tuner_results.json'  # TFX Tuner, in tuner_results
 BEST_HPARAMS_FILE = 'best_hyperparameters.txt'  # TFX Tuner, in best_hyperparameters
-ACCURACY_METRIC = 'sparse_categorical_accuracy'  # tfx_pipeline/pipeline.py eval_config
 CONFUSION_PLOT = 'multi_class_confusion_matrix_plot'
 _STATE_COLORS = {'done': '#4c9a5b', 'cached': '#9aa5b1', 'FAILED': '#c0392b',
                  'running': '#e6a23c', 'canceled': '#e6a23c'}
@@ -512,13 +511,7 @@ def load_evaluation(run: _Run, num_classes: int) -> Union[Evaluation, Missing]:
   if artifact is None:
     return run.why_missing('Evaluator', 'evaluation')
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
-  accuracy: Dict[str, float] = {}
-  for metrics in tfma.load_metrics(artifact.uri):
-    if metrics.slice_key.single_slice_keys:
-      continue  # overall slice only
-    for kv in metrics.metric_keys_and_values:
-      if kv.key.name == ACCURACY_METRIC and not kv.key.is_diff:
-        accuracy[kv.key.model_name or 'candidate'] = kv.value.double_value.value
+  accuracy = run_summary.eval_accuracy(artifact.uri)
   confusion = None
   for plots in tfma.load_plots(artifact.uri):
     if plots.slice_key.single_slice_keys:

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
 
 _State = metadata_store_pb2.Execution.State
@@ -171,20 +172,47 @@ def _int_property(artifact, name: str) -> Optional[int]:
   return None
 
 
-def gate_reason(evaluation_uri: str) -> str:
-  """Plain words for the Evaluator's decision, from TFMA's validation result."""
+def eval_accuracy(evaluation_uri: str) -> Dict[str, float]:
+  """Overall eval-split accuracy per model: 'candidate', and 'baseline' if there was one."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  accuracy: Dict[str, float] = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    if metrics.slice_key.single_slice_keys:
+      continue  # overall slice only
+    for kv in metrics.metric_keys_and_values:
+      if kv.key.name == ACCURACY_METRIC and not kv.key.is_diff:
+        accuracy[kv.key.model_name or 'candidate'] = kv.value.double_value.value
+  return accuracy
+
+
+def accuracy_words(accuracy: Dict[str, float]) -> str:
+  """'eval accuracy 0.8550 (baseline 0.8400)', or '' when nothing was measured."""
+  if 'candidate' not in accuracy:
+    return ''
+  words = f'eval accuracy {accuracy["candidate"]:.4f}'
+  if 'baseline' in accuracy:
+    words += f' (baseline {accuracy["baseline"]:.4f})'
+  return words + '. '
+
+
+def gate_reason(evaluation_uri: str) -> str:
+  """Plain words for the Evaluator's decision, from TFMA's metrics and validation result."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  try:
+    measured = accuracy_words(eval_accuracy(evaluation_uri))
+  except Exception:  # pylint: disable=broad-except  # no metrics: the decision still reads
+    measured = ''
   try:
     result = tfma.load_validation_result(evaluation_uri)
   except Exception as e:  # pylint: disable=broad-except
-    return f'(no validation result: {e})'
+    return f'{measured}(no validation result: {e})'
   if result.validation_ok:
-    return 'Every threshold passed.'
+    return f'{measured}Every threshold passed.'
   reasons = []
   for failure in result.metric_validations_per_slice:
     for f in failure.failures:
       reasons.append(f'{f.metric_key.name}: {f.message}')
-  return 'Failed: ' + '; '.join(reasons)
+  return f'{measured}Failed: ' + '; '.join(reasons)
 
 
 def summarize(config: PipelineConfig, since: float) -> Summary:
