@@ -14,7 +14,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import keras
 import tensorflow as tf
@@ -30,17 +30,27 @@ from tfx_pipeline import config as config_lib
 from tuning import search_space
 
 HISTORY_FILE = 'history.json'
+JOURNAL_FILE = 'epoch_log.json'  # EpochLog's rows, beside the BackupAndRestore checkpoint
 HPARAMS_FILE = 'hyperparameters.json'
 
 
 class EpochLog(keras.callbacks.Callback):
-  """One line per epoch with its wall time; collects the history for history.json."""
+  """One line per epoch with its wall time; collects the history for history.json.
 
-  def __init__(self, epochs: int, images_per_epoch: int):
+  With a `journal` file (kept beside the BackupAndRestore checkpoint), the rows
+  survive a killed run: a resumed training starts from the epochs already done,
+  so history.json and the report show the whole curve.
+  """
+
+  def __init__(self, epochs: int, images_per_epoch: int, journal: Optional[str] = None):
     super().__init__()
     self.epochs = epochs
     self.images = images_per_epoch
+    self.journal = journal
     self.rows: List[Dict[str, float]] = []
+    if journal and tf.io.gfile.exists(journal):
+      with tf.io.gfile.GFile(journal) as f:
+        self.rows = json.load(f)
 
   def on_epoch_begin(self, epoch, logs=None):
     self._start = time.perf_counter()
@@ -49,7 +59,11 @@ class EpochLog(keras.callbacks.Callback):
     seconds = time.perf_counter() - self._start
     row = {'epoch': epoch + 1, 'seconds': round(seconds, 1),
            **{k: float(v) for k, v in (logs or {}).items()}}
-    self.rows.append(row)
+    # An epoch re-run after a resume replaces its earlier row.
+    self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
+    if self.journal:
+      with tf.io.gfile.GFile(self.journal, 'w') as f:
+        json.dump(self.rows, f)
     print(f'Trainer epoch {epoch + 1}/{self.epochs}: {seconds:.0f}s '
           f'({self.images / max(seconds, 1e-9):.0f} img/s), loss {row.get("loss", 0):.3f}, '
           f'accuracy {row.get(training.ACCURACY, 0):.4f}, '
@@ -92,6 +106,7 @@ def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict
 def callbacks(fn_args, settings, train: config_lib.TrainConfig,
               hp_values) -> List[keras.callbacks.Callback]:
   result = [
+      # Before EpochLog: an epoch's checkpoint is saved before its journal row.
       keras.callbacks.BackupAndRestore(backup_dir(settings, fn_args.train_files, hp_values)),
       keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
   ]
@@ -137,7 +152,11 @@ def run_fn(fn_args) -> None:
     training.compile_model(model, hp, steps_per_epoch * train.epochs, train.jit_compile)
   logging.info('Trainer: %s, %d parameters, %d train / %d eval examples, %d epochs, cache=%s',
                model.name, model.count_params(), n_train, n_eval, train.epochs, cache)
-  log = EpochLog(train.epochs, steps_per_epoch * train.batch_size)
+  journal = None
+  if is_chief():
+    journal = os.path.join(backup_dir(settings, fn_args.train_files, hp.values), JOURNAL_FILE)
+    tf.io.gfile.makedirs(os.path.dirname(journal))
+  log = EpochLog(train.epochs, steps_per_epoch * train.batch_size, journal)
   model.fit(train_ds, validation_data=eval_ds, epochs=train.epochs, verbose=0,
             callbacks=callbacks(fn_args, settings, train, hp.values) + [log])
 

@@ -101,7 +101,9 @@ def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
 
   since = time.time()
   out = run(state, '--epochs', str(EPOCHS))
-  states = states_since(state, since)
+  metadata = os.path.join(state['root'], 'metadata.sqlite')
+  runs = {r.node_id: r for r in run_summary.component_runs(metadata, 'cifar10-alexnet', since)}
+  states = {node: r.state for node, r in runs.items()}
   for node in ('ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
                'Transform', 'Tuner'):
     assert states[node] == 'cached', (node, states)
@@ -109,6 +111,11 @@ def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
   epochs = [int(m) for m in re.findall(rf'^Trainer epoch (\d+)/{EPOCHS}', out, re.M)]
   assert epochs and epochs[0] >= 2, f'resumed run trained epochs {epochs}'
   assert epochs[-1] == EPOCHS
+  # history.json (and so the report's curves) covers the epochs of both attempts.
+  store = run_summary.open_store(metadata)
+  model_run = run_summary.artifacts_by_key(store, runs['Trainer'].execution.id)['model_run'][0]
+  with open(os.path.join(model_run.uri, 'history.json')) as f:
+    assert [row['epoch'] for row in json.load(f)] == list(range(1, EPOCHS + 1))
   assert 'Evaluator: BLESSED' in out, out[-1500:]
   versions = sorted(int(v) for v in os.listdir(state['serving']))
   assert len(versions) == 2 and versions[1] > versions[0]

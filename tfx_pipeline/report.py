@@ -450,7 +450,7 @@ class _Run:
     self.config = config
     self.runs = {r.node_id: r for r in run_summary.component_runs(
         config.metadata_path, config.pipeline_name, since)}
-    self._store = run_summary._store(config.metadata_path) if self.runs else None  # pylint: disable=protected-access
+    self._store = run_summary.open_store(config.metadata_path) if self.runs else None
 
   def artifact(self, node_id: str, key: str, inputs: bool = False):
     """The first artifact that `node_id` read (inputs) or wrote under `key`, else None."""

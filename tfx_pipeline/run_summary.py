@@ -23,7 +23,8 @@ _DONE = {_State.COMPLETE: 'done', _State.CACHED: 'cached', _State.FAILED: 'FAILE
          _State.CANCELED: 'canceled'}
 
 
-def _store(metadata_path: str) -> metadata_store.MetadataStore:
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+  """A read-only handle on the SQLite metadata store."""
   config = metadata_store_pb2.ConnectionConfig()
   config.sqlite.filename_uri = metadata_path
   config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
@@ -54,7 +55,7 @@ def component_runs(metadata_path: str, pipeline_name: str,
   """Executions of `pipeline_name` created after `since` (epoch seconds), in order."""
   if not os.path.exists(metadata_path):
     return []
-  store = _store(metadata_path)
+  store = open_store(metadata_path)
   prefix = pipeline_name + '.'
   runs = []
   for execution in store.get_executions():
@@ -219,7 +220,7 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
   runs = component_runs(config.metadata_path, config.pipeline_name, since)
   blessed, reason, pushed_to = None, '', None
   if runs:
-    store = _store(config.metadata_path)
+    store = open_store(config.metadata_path)
     for run in runs:
       if run.state not in ('done', 'cached'):
         continue

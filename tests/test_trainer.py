@@ -1,0 +1,32 @@
+"""The Trainer's epoch log: one line per epoch, and a history that survives a resume."""
+
+import json
+
+from components import trainer
+
+
+def run_epochs(log, epochs, accuracy):
+  for epoch in epochs:
+    log.on_epoch_begin(epoch)
+    log.on_epoch_end(epoch, {'accuracy': accuracy, 'val_accuracy': accuracy})
+
+
+def test_a_resumed_training_keeps_the_epochs_of_the_killed_one(tmp_path, capsys):
+  journal = str(tmp_path / trainer.JOURNAL_FILE)
+  first = trainer.EpochLog(epochs=4, images_per_epoch=100, journal=journal)
+  run_epochs(first, [0, 1], accuracy=0.5)  # then the process dies
+  assert 'Trainer epoch 2/4' in capsys.readouterr().out
+
+  # BackupAndRestore restored the end of epoch 1: epoch 2 runs again, then 3.
+  resumed = trainer.EpochLog(epochs=4, images_per_epoch=100, journal=journal)
+  run_epochs(resumed, [1, 2, 3], accuracy=0.7)
+  assert [r['epoch'] for r in resumed.rows] == [1, 2, 3, 4]
+  assert [r['accuracy'] for r in resumed.rows] == [0.5, 0.7, 0.7, 0.7]
+  with open(journal) as f:
+    assert json.load(f) == resumed.rows
+
+
+def test_without_a_journal_the_history_is_kept_in_memory():
+  log = trainer.EpochLog(epochs=2, images_per_epoch=100)
+  run_epochs(log, [0, 1], accuracy=0.5)
+  assert [r['epoch'] for r in log.rows] == [1, 2]
