@@ -173,3 +173,8 @@ def test_tfx_tuner_executor_writes_best_hyperparameters(tmp_path, artifacts, alg
   assert written['values']['learning_rate'] > 0
   rows = json.load(open(os.path.join(results.uri, 'tuner_results.json')))
   assert len(rows) >= 2 and all('score' in r for r in rows)
+  # The finished search keeps its trials but not their weights (tens of MB each).
+  trial_files = [os.path.basename(p)
+                 for p in glob.glob(os.path.join(tuner.project_dir, 'trial_*', '*'))]
+  assert 'trial.json' in trial_files
+  assert not [name for name in trial_files if name.startswith('checkpoint')], trial_files

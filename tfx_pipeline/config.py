@@ -128,7 +128,7 @@ class TuneConfig:
   train_examples: int = 10_000  # tune on a subset of the train split ...
   eval_examples: int = 2_000  # ... and of the eval split
   # Search-space ranges (tuning/search_space.py owns the space itself).
-  # The cpu budget (2 h on 2 cores) affords width 1.0 for 20 epochs, and short
+  # The cpu budget (2 h on 2 cores) affords width 1.0 for 30 epochs, and short
   # tuning trials favour narrower nets that then lose in the long run: fixed.
   width_multipliers: Tuple[float, ...] = (1.0,)  # first value is the default
   dense_units: Tuple[int, ...] = (512, 1024)
