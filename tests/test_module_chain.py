@@ -95,7 +95,7 @@ def search(fn_args, callback=None):
   result = tuner_lib.tuner_fn(fn_args)
   kwargs = dict(result.fit_kwargs, verbose=0)
   if callback:
-    kwargs['callbacks'] = [callback]
+    kwargs['callbacks'] = list(kwargs.get('callbacks', [])) + [callback]
   result.tuner.search(**kwargs)
   return result.tuner
 
@@ -178,3 +178,10 @@ def test_tfx_tuner_executor_writes_best_hyperparameters(tmp_path, artifacts, alg
                  for p in glob.glob(os.path.join(tuner.project_dir, 'trial_*', '*'))]
   assert 'trial.json' in trial_files
   assert not [name for name in trial_files if name.startswith('checkpoint')], trial_files
+  # Each trial has TensorBoard logs with the HParams dashboard's session record.
+  tags = set()
+  for events in glob.glob(os.path.join(tuner.project_dir, tuner_lib.TENSORBOARD_DIR, '*',
+                                       'execution0', 'events.*')):
+    for event in tf.compat.v1.train.summary_iterator(events):
+      tags.update(v.metadata.plugin_data.plugin_name for v in event.summary.value)
+  assert 'hparams' in tags

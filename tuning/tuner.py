@@ -17,6 +17,7 @@ import math
 import os
 from typing import Any, Dict, List, NamedTuple
 
+import keras
 import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -31,6 +32,7 @@ from tfx_pipeline import config as config_lib
 from tuning.search_space import search_space
 
 OBJECTIVE = keras_tuner.Objective(f'val_{training.ACCURACY}', direction='max')
+TENSORBOARD_DIR = 'tensorboard'  # per-trial TensorBoard logs, inside the search's directory
 
 
 class Round(NamedTuple):
@@ -153,7 +155,10 @@ def tuner_fn(fn_args) -> TunerFnResult:
   logging.info('Tuner: %s search in %s, %d subset epochs of %d examples',
                tune.algorithm, os.path.join(settings['tuner_dir'], project),
                search_epochs(tune), n_train)
+  # keras-tuner gives each trial its own log dir under this one and adds the
+  # HParams dashboard's records (tensorboard --logdir <pipeline root>).
+  logs = keras.callbacks.TensorBoard(os.path.join(tuner.project_dir, TENSORBOARD_DIR))
   return TunerFnResult(
       tuner=tuner,
       fit_kwargs={'x': train_ds, 'validation_data': eval_ds, 'epochs': tune.max_epochs,
-                  'verbose': 2})
+                  'verbose': 2, 'callbacks': [logs]})
