@@ -62,7 +62,7 @@ def test_full_report_has_every_section_and_its_plots():
   for key, title in report.SECTIONS:
     assert f'<section id="{key}"><h2>{title}</h2>' in page
   pngs = embedded_pngs(page)
-  assert len(pngs) == 4  # timeline, images per class, curves, confusion matrix
+  assert len(pngs) == 5  # timeline, images per class, trials, curves, confusion matrix
   assert all(p.startswith(PNG_SIGNATURE) and len(p) > 2000 for p in pngs)
   assert 'tensorboard --logdir /tmp/root' in page
 
@@ -90,6 +90,18 @@ def test_tuner_table_ranks_by_score_and_marks_the_best():
   page = section(report.build_report(full_inputs()), 'tuning')
   rows = re.findall(r'<tr( class="best")?><td>(best: )?(\d)</td><td>([\d.]+)</td>', page)
   assert rows == [(' class="best"', 'best: ', '1', '0.6'), ('', '', '0', '0.4')]
+  assert len(embedded_pngs(page)) == 1  # the trials plot
+
+
+def test_tuner_table_keeps_hyperband_epochs_and_drops_its_bookkeeping():
+  trials = [{'trial_id': '0', 'score': 0.4, 'learning_rate': 0.1, 'tuner/epochs': 2,
+             'tuner/bracket': 1, 'tuner/round': 0},
+            {'trial_id': '1', 'score': 0.6, 'learning_rate': 0.05, 'tuner/epochs': 4,
+             'tuner/bracket': 0, 'tuner/round': 0, 'tuner/trial_id': '0'}]
+  page = section(report.build_report(full_inputs(
+      tuning=report.Tuning(trials, {'learning_rate': 0.05}))), 'tuning')
+  header = re.findall(r'<th>([^<]+)</th>', page)
+  assert header == ['trial', 'score', 'learning_rate', 'epochs']
 
 
 def test_missing_inputs_become_sentences_not_crashes():

@@ -160,6 +160,32 @@ def curves_png(history: Sequence[Mapping[str, float]]) -> bytes:
   return _png(fig)
 
 
+def trials_png(trials: Sequence[Mapping[str, Any]], best: Optional[str],
+               x_key: str = 'learning_rate') -> bytes:
+  """Score per trial (ranked, the best in green) and, when tuned, score against `x_key`."""
+  ranked = sorted(trials, key=lambda t: -(t.get('score') or 0.0))
+  xs = [t for t in trials if isinstance(t.get(x_key), (int, float)) and t.get('score') is not None]
+  fig = _figure(10, max(2.6, 0.24 * len(ranked) + 1.0))
+  ax = fig.add_subplot(1, 2 if xs else 1, 1)
+  colors = ['#4c9a5b' if t['trial_id'] == best else '#4878a8' for t in ranked]
+  ax.barh(range(len(ranked)), [t.get('score') or 0.0 for t in ranked], color=colors)
+  ax.set_yticks(range(len(ranked)), [str(t['trial_id']) for t in ranked], fontsize=8)
+  ax.invert_yaxis()
+  ax.set_xlabel('score (validation accuracy, tuning subset)')
+  ax.set_ylabel('trial')
+  ax.grid(axis='x', alpha=0.3)
+  if xs:
+    ax = fig.add_subplot(1, 2, 2)
+    ax.scatter([t[x_key] for t in xs], [t['score'] for t in xs],
+               c=['#4c9a5b' if t['trial_id'] == best else '#4878a8' for t in xs])
+    ax.set_xscale('log')
+    ax.set_xlabel(x_key)
+    ax.set_ylabel('score')
+    ax.grid(alpha=0.3)
+  fig.tight_layout()
+  return _png(fig)
+
+
 def confusion_png(matrix: Sequence[Sequence[float]], class_names: Sequence[str]) -> bytes:
   """Rows: true class; columns: predicted; color is the row share, text the count."""
   n = len(matrix)
@@ -296,7 +322,9 @@ def tuning_section(tuning: Union[Tuning, Missing]) -> str:
     return _missing(tuning)
   if not tuning.trials:
     return _missing(Missing('The Tuner finished no trial.'))
-  names = [k for k in tuning.trials[0] if k not in ('trial_id', 'score')]
+  # Hyperband's bookkeeping columns, except the epochs a trial trained for.
+  names = [k for k in tuning.trials[0] if k not in ('trial_id', 'score')
+           and (not k.startswith('tuner/') or k == 'tuner/epochs')]
   best = best_trial_id(tuning.trials, tuning.best)
   trials = sorted(tuning.trials, key=lambda t: -(t.get('score') or float('-inf')))
   rows = [(('best: ' if t['trial_id'] == best else '') + str(t['trial_id']),
@@ -304,7 +332,8 @@ def tuning_section(tuning: Union[Tuning, Missing]) -> str:
   marks = ['best' if t['trial_id'] == best else '' for t in trials]
   return (f'<p>{len(trials)} completed trials, ranked by score (validation accuracy on the '
           'tuning subset). The best one, which the Trainer used, is highlighted.</p>'
-          + _table(['trial', 'score'] + names, rows, marks))
+          + _img(trials_png(trials, best), 'score per trial, and against the learning rate')
+          + _table(['trial', 'score'] + [n.replace('tuner/', '') for n in names], rows, marks))
 
 
 def training_section(history: Union[List[Dict[str, float]], Missing]) -> str:
