@@ -84,7 +84,7 @@ def test_the_run_writes_a_self_contained_report(first_run):
     assert f'<section id="{section}">' in page
   assert 'class="missing"' not in page  # every component ran and left its outputs
   pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
-  assert len(pngs) == 4  # timeline, images per class, curves, confusion matrix
+  assert len(pngs) == 5  # timeline, images per class, trials, curves, confusion matrix
   assert all(base64.b64decode(p).startswith(b'\x89PNG') for p in pngs)
   assert 'src="http' not in page and '<script' not in page
   # Counts are ImageExampleGen's, per split and class; every generated image is there.
