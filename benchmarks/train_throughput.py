@@ -14,8 +14,10 @@ data that the script makes itself (JPEG-encoded 32x32 images):
   augmentation; and the same plain loop at batch 128, to separate what the
   batch size buys from what the input pipeline buys.
 
-Each side runs one warm-up epoch (the project's fills its cache), then timed
-epochs; images/s is from the timed epochs. The input pipeline is also timed
+Each side runs one warm-up epoch (the project's fills its cache), then the
+three runs take turns, one timed epoch each, for 3 rounds; images/s is each
+run's median (the host's speed drifts, so turns are fairer than one run after
+the other). The input pipeline is also timed
 alone (iterating batches without training): it must never be the bottleneck.
 The last line is JSON with `ratio` = project / plain (tutorial style).
 """
@@ -42,7 +44,7 @@ from tfx_pipeline import config  # noqa: E402
 from tuning.search_space import search_space  # noqa: E402
 
 NUM_IMAGES = 5_120  # 40 batches of 128
-TIMED_EPOCHS = 2
+ROUNDS = 3  # timed epochs per run, taken in turns
 TUTORIAL_BATCH = 32
 
 
@@ -100,25 +102,35 @@ def build_model(steps: int):
   return training.compile_model(model, hp, total_steps=steps)
 
 
-def train_images_per_second(model, dataset, epochs: int) -> float:
-  """Images/s over `epochs` timed epochs after one warm-up epoch."""
+def epoch_images_per_second(model, dataset) -> float:
+  """Images/s of one epoch of `model.fit` on `dataset` (batches counted as they end)."""
   import keras  # pylint: disable=g-import-not-at-top
-  times, counts = [], []
+  seen = []
 
-  class Timer(keras.callbacks.Callback):
-    def on_epoch_begin(self, epoch, logs=None):
-      self.start, self.images = time.perf_counter(), 0
-
+  class Count(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
-      self.images += 1
+      seen.append(1)
 
-    def on_epoch_end(self, epoch, logs=None):
-      times.append(time.perf_counter() - self.start)
-      counts.append(self.images)
+  start = time.perf_counter()
+  model.fit(dataset, epochs=1, verbose=0, callbacks=[Count()])
+  seconds = time.perf_counter() - start
+  return len(seen) * next(iter(dataset))[0].shape[0] / seconds
 
-  model.fit(dataset, epochs=1 + epochs, verbose=0, callbacks=[Timer()])
-  batch = next(iter(dataset))[0].shape[0]
-  return sum(counts[1:]) * batch / sum(times[1:])
+
+def interleaved_images_per_second(runs: dict, rounds: int) -> dict:
+  """Median images/s per run over `rounds`, one epoch of each run per round.
+
+  This machine's speed drifts by up to 30% from minute to minute (shared
+  host), so the runs take turns instead of going one after the other, and
+  each run's first epoch (tracing, cache filling) is a warm-up.
+  """
+  for model, dataset in runs.values():
+    epoch_images_per_second(model, dataset)
+  rates = {name: [] for name in runs}
+  for _ in range(rounds):
+    for name, (model, dataset) in runs.items():
+      rates[name].append(epoch_images_per_second(model, dataset))
+  return {name: float(np.median(r)) for name, r in rates.items()}
 
 
 def input_images_per_second(dataset, epochs: int = 2) -> float:
@@ -136,16 +148,16 @@ def main() -> dict:
   batch = config.cpu().train.batch_size
   with tempfile.TemporaryDirectory() as workdir:
     project = project_dataset(workdir, images, labels, batch)
-    results = {
-        'input_pipeline_images_per_s': input_images_per_second(project),
-        'project_images_per_s': train_images_per_second(
-            build_model(NUM_IMAGES // batch * 3), project, TIMED_EPOCHS),
-    }
-  results['plain_images_per_s'] = train_images_per_second(
-      build_model(NUM_IMAGES // TUTORIAL_BATCH * 3),
-      plain_dataset(images, labels, TUTORIAL_BATCH), TIMED_EPOCHS)
-  results['plain_batch128_images_per_s'] = train_images_per_second(
-      build_model(NUM_IMAGES // batch * 3), plain_dataset(images, labels, batch), TIMED_EPOCHS)
+    results = {'input_pipeline_images_per_s': input_images_per_second(project)}
+    steps = NUM_IMAGES // TUTORIAL_BATCH * (ROUNDS + 1)
+    rates = interleaved_images_per_second({
+        'project': (build_model(steps), project),
+        'plain': (build_model(steps), plain_dataset(images, labels, TUTORIAL_BATCH)),
+        'plain_batch128': (build_model(steps), plain_dataset(images, labels, batch)),
+    }, ROUNDS)
+  results['project_images_per_s'] = rates['project']
+  results['plain_images_per_s'] = rates['plain']
+  results['plain_batch128_images_per_s'] = rates['plain_batch128']
   results['ratio'] = results['project_images_per_s'] / results['plain_images_per_s']
   results['ratio_vs_plain_batch128'] = (results['project_images_per_s']
                                         / results['plain_batch128_images_per_s'])
