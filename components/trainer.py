@@ -103,11 +103,11 @@ def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict
   return os.path.join(settings['backup_root'], digest)
 
 
-def callbacks(fn_args, settings, train: config_lib.TrainConfig,
-              hp_values) -> List[keras.callbacks.Callback]:
+def callbacks(fn_args, train: config_lib.TrainConfig,
+              backup: str) -> List[keras.callbacks.Callback]:
   result = [
       # Before EpochLog: an epoch's checkpoint is saved before its journal row.
-      keras.callbacks.BackupAndRestore(backup_dir(settings, fn_args.train_files, hp_values)),
+      keras.callbacks.BackupAndRestore(backup),
       keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
   ]
   if train.early_stopping_patience:
@@ -152,13 +152,14 @@ def run_fn(fn_args) -> None:
     training.compile_model(model, hp, steps_per_epoch * train.epochs, train.jit_compile)
   logging.info('Trainer: %s, %d parameters, %d train / %d eval examples, %d epochs, cache=%s',
                model.name, model.count_params(), n_train, n_eval, train.epochs, cache)
+  backup = backup_dir(settings, fn_args.train_files, hp.values)
   journal = None
   if is_chief():
-    journal = os.path.join(backup_dir(settings, fn_args.train_files, hp.values), JOURNAL_FILE)
-    tf.io.gfile.makedirs(os.path.dirname(journal))
+    tf.io.gfile.makedirs(backup)
+    journal = os.path.join(backup, JOURNAL_FILE)
   log = EpochLog(train.epochs, steps_per_epoch * train.batch_size, journal)
   model.fit(train_ds, validation_data=eval_ds, epochs=train.epochs, verbose=0,
-            callbacks=callbacks(fn_args, settings, train, hp.values) + [log])
+            callbacks=callbacks(fn_args, train, backup) + [log])
 
   run_dir = output_dir(fn_args.model_run_dir)
   tf.io.gfile.makedirs(run_dir)

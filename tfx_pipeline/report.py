@@ -164,7 +164,8 @@ def trials_png(trials: Sequence[Mapping[str, Any]], best: Optional[str],
                x_key: str = 'learning_rate') -> bytes:
   """Score per trial (ranked, the best in green) and, when tuned, score against `x_key`."""
   ranked = sorted(trials, key=lambda t: -(t.get('score') or 0.0))
-  xs = [t for t in trials if isinstance(t.get(x_key), (int, float)) and t.get('score') is not None]
+  xs = [t for t in trials
+        if isinstance(t.get(x_key), (int, float)) and t.get('score') is not None]
   fig = _figure(10, max(2.6, 0.24 * len(ranked) + 1.0))
   ax = fig.add_subplot(1, 2 if xs else 1, 1)
   colors = ['#4c9a5b' if t['trial_id'] == best else '#4878a8' for t in ranked]
