@@ -64,6 +64,20 @@ def check_image_format(encoded: tf.Tensor, source: str) -> tf.Tensor:
     return tf.identity(encoded)
 
 
+def at_least_one_row(images: tf.Tensor) -> tf.Tensor:
+  """`images`, with one zero image appended when the batch is empty.
+
+  With oneDNN (TF's default on AVX-512 hosts, and in some TF Serving builds),
+  a Conv2D given a zero-sized batch returns a tensor shaped like its input
+  ([0, 32, 32, 3] instead of [0, 32, 32, 32]), and the next layer fails with
+  "Incompatible shapes". The network therefore never sees an empty batch;
+  the caller slices its outputs back to the real batch size. A non-empty
+  batch passes through unchanged (a zero-width pad).
+  """
+  missing = tf.maximum(0, 1 - tf.shape(images)[0])
+  return tf.pad(images, [[0, missing]] + [[0, 0]] * (len(images.shape) - 1))
+
+
 class ServingModule(tf.Module):
   """Holds the model, the transform layer and the class names for export."""
 
@@ -79,9 +93,10 @@ class ServingModule(tf.Module):
 
   def _predict(self, raw: Dict[str, tf.Tensor], source: str) -> Dict[str, tf.Tensor]:
     raw = {features.IMAGE_KEY: check_image_format(raw[features.IMAGE_KEY], source)}
-    transformed = self.tft_layer(raw)
+    images = self.tft_layer(raw)[features.TRANSFORMED_IMAGE_KEY]
+    batch_size = tf.shape(images)[0]
     probabilities = tf.cast(
-        self.model(transformed[features.TRANSFORMED_IMAGE_KEY], training=False), tf.float32)
+        self.model(at_least_one_row(images), training=False)[:batch_size], tf.float32)
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
     return {
         features.PROBABILITIES: probabilities,

@@ -30,3 +30,10 @@ def transform_output(tmp_path_factory, image_tree):
   out = transform.analyze_images(images, labels, IMAGE_SIZE,
                                  str(tmp_path_factory.mktemp('transform')))
   return tft.TFTransformOutput(out)
+
+
+def pytest_report_header(config):
+  """Which oneDNN setting this run's TensorFlow uses (tests/test_onednn.py runs the other)."""
+  from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
+  source = 'TF_ENABLE_ONEDNN_OPTS' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') else "the CPU's default"
+  return f'TensorFlow oneDNN kernels: {"on" if _pywrap_util_port.IsMklEnabled() else "off"} ({source})'

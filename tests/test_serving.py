@@ -135,11 +135,23 @@ def test_the_example_signature_names_the_bad_feature(exported):
     loaded.signatures[features.EXAMPLE_SIGNATURE](examples=tf.constant([example]))
 
 
-def test_an_empty_batch_gives_empty_outputs(exported):
+@pytest.mark.parametrize('signature, name', [
+    (features.SERVING_SIGNATURE, features.SERVING_INPUT),
+    (features.EXAMPLE_SIGNATURE, features.EXAMPLE_INPUT)])
+def test_an_empty_batch_gives_empty_outputs(exported, signature, name):
   _, loaded, _ = exported
-  out = loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([], tf.string))
+  out = loaded.signatures[signature](**{name: tf.constant([], tf.string)})
   assert out[features.PROBABILITIES].shape == (0, 10)
+  assert out[features.CLASS_IDS].shape == (0,)
   assert out[features.CLASS_NAMES].shape == (0,)
+
+
+@pytest.mark.parametrize('rows', [0, 1, 3])
+def test_at_least_one_row_pads_only_an_empty_batch(rows):
+  images = tf.ones([rows, 4, 4, 3])
+  padded = serving.at_least_one_row(images)
+  assert padded.shape[0] == max(rows, 1)
+  np.testing.assert_array_equal(padded[:rows].numpy(), images.numpy())
 
 
 def read_warmup(path: str):

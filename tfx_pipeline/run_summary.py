@@ -72,8 +72,30 @@ def component_runs(metadata_path: str, pipeline_name: str,
   return runs
 
 
+def progress_lines(run: ComponentRun, before: Optional[str], since: float) -> List[str]:
+  """What to print for `run`, whose state at the previous poll was `before` (None: unseen).
+
+  Every component gets a 'started' line, stamped with the time MLMD recorded
+  for its start, even when the first poll that sees it finds it already
+  finished: a fast component can start and end between two polls.
+  """
+  if before == run.state:
+    return []
+
+  def stamp(ms: float) -> str:
+    return f'[{format_seconds(max(0.0, ms / 1e3 - since)):>7}]'
+
+  lines = []
+  if before is None:
+    lines.append(f'{stamp(run.execution.create_time_since_epoch)} {run.node_id} started')
+  if run.state != 'running':
+    lines.append(f'{stamp(run.execution.last_update_time_since_epoch)} {run.node_id} '
+                 f'{run.state} in {format_seconds(run.seconds)}')
+  return lines
+
+
 class ProgressPrinter:
-  """Prints one line when each component starts and when it finishes."""
+  """Prints one line when each component starts and one when it finishes."""
 
   def __init__(self, metadata_path: str, pipeline_name: str, since: float,
                interval: float = 2.0, out=print):
@@ -101,17 +123,10 @@ class ProgressPrinter:
         pass
 
   def poll(self):
-    since = self._args[2]
     for run in component_runs(*self._args):
-      before = self._seen.get(run.execution.id)
-      if before == run.state:
-        continue
+      for line in progress_lines(run, self._seen.get(run.execution.id), self._args[2]):
+        self._out(line)
       self._seen[run.execution.id] = run.state
-      elapsed = format_seconds(time.time() - since)
-      if run.state == 'running':
-        self._out(f'[{elapsed:>7}] {run.node_id} started')
-      else:
-        self._out(f'[{elapsed:>7}] {run.node_id} {run.state} in {format_seconds(run.seconds)}')
 
 
 @dataclasses.dataclass
