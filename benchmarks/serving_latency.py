@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/serving_latency.py          # or: make bench
 
 Both sides are the `cifar` AlexNet at the cpu preset's default
-hyperparameters, saved and reloaded with `tf.saved_model.load` (as TF Serving
-loads them) and called in this process through their signatures, so they pay
-the same calling overhead:
+hyperparameters, saved, reloaded with TF2's `tf.saved_model.load` and called
+in this process through their signatures, so they pay the same calling
+overhead (TF Serving loads through a TF1 session instead; ServingCheck checks
+that path, not its speed):
 
 - serving: `serving_default(image_bytes)` on CIFAR-sized (32x32) JPEG and PNG
   bytes: check format -> TFT transform graph (decode, resize, normalize) ->

@@ -12,13 +12,23 @@ serving applies exactly the preprocessing that training saw.
 
 `export` also writes, under `assets.extra/` (which TF Serving does not load
 into the graph): `tf_serving_warmup_requests`, a few PredictRequests on small
-generated images that TF Serving replays when it loads a version, so the
-first real request does not pay for graph initialization; and
+generated images, for both signatures, that TF Serving replays when it loads
+a version, so the first real request does not pay for graph initialization
+(and a version whose warm-up fails is never served); and
 `class_names.json`, every class name in id order, for clients.
 
 One Keras per object: the model is Keras 3 (keras-tuner needs it) and the TFT
 layer is tf_keras (TFT makes it). They meet in a plain `tf.Module`, saved
 with `tf.saved_model.save`, never inside one Keras model.
+
+TF Serving loads a SavedModel as a TF1 graph: it imports the graph into a
+session, runs the SaverDef's restore op, then the init op. The module
+therefore tracks the model's `tf.Variable`s themselves, never the Keras 3
+model: a Keras 3 variable is a wrapper, and saving the wrapper writes a second,
+separate variable that the restore op fills while the signatures read the
+original, which only TF2's `tf.saved_model.load` binds ("Could not find
+variable conv1_bn/gamma" in TF Serving). components/serving_check/ loads every
+export the way TF Serving does before it may be pushed.
 """
 
 from __future__ import annotations
@@ -79,11 +89,15 @@ def at_least_one_row(images: tf.Tensor) -> tf.Tensor:
 
 
 class ServingModule(tf.Module):
-  """Holds the model, the transform layer and the class names for export."""
+  """Holds the model's variables, the transform layer and the class names for export."""
 
   def __init__(self, model, tft_output, class_names: Sequence[str]):
     super().__init__(name='alexnet_serving')
-    self.model = model
+    # Plain attributes of a tf.Module are tracked for saving; the Keras model
+    # must not be (see the module docstring), so it sits in a closure and the
+    # module tracks the tf.Variables its call reads.
+    self._call_model = lambda images: model(images, training=False)
+    self.model_variables = [v.value for v in model.variables]
     self.tft_layer = tft_output.transform_features_layer()
     self.class_names = tf.constant(list(class_names), dtype=tf.string)
     raw_spec = dict(tft_output.raw_feature_spec())
@@ -95,8 +109,7 @@ class ServingModule(tf.Module):
     raw = {features.IMAGE_KEY: check_image_format(raw[features.IMAGE_KEY], source)}
     images = self.tft_layer(raw)[features.TRANSFORMED_IMAGE_KEY]
     batch_size = tf.shape(images)[0]
-    probabilities = tf.cast(
-        self.model(at_least_one_row(images), training=False)[:batch_size], tf.float32)
+    probabilities = tf.cast(self._call_model(at_least_one_row(images))[:batch_size], tf.float32)
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
     return {
         features.PROBABILITIES: probabilities,
@@ -150,18 +163,33 @@ def warmup_batches() -> List[List[bytes]]:
   ]
 
 
-def warmup_requests(batches: Sequence[Sequence[bytes]]) -> list:
-  """One PredictionLog (predict_log with a PredictRequest) per batch, for serving_default."""
+def image_example(encoded: bytes) -> bytes:
+  """A serialized tf.Example holding one encoded image: what serving_tf_example reads."""
+  return tf.train.Example(features=tf.train.Features(feature={
+      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[encoded])),
+  })).SerializeToString()
+
+
+def predict_log(signature: str, input_name: str, values: Sequence[bytes]):
+  """A PredictionLog holding one PredictRequest: a batch of strings for `signature`."""
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
   from tensorflow_serving.apis import prediction_log_pb2  # pylint: disable=g-import-not-at-top
-  logs = []
-  for batch in batches:
-    request = predict_pb2.PredictRequest()
-    request.model_spec.signature_name = features.SERVING_SIGNATURE
-    request.inputs[features.SERVING_INPUT].CopyFrom(
-        tf.make_tensor_proto(list(batch), dtype=tf.string, shape=[len(batch)]))
-    logs.append(prediction_log_pb2.PredictionLog(
-        predict_log=prediction_log_pb2.PredictLog(request=request)))
+  request = predict_pb2.PredictRequest()
+  request.model_spec.signature_name = signature
+  request.inputs[input_name].CopyFrom(
+      tf.make_tensor_proto(list(values), dtype=tf.string, shape=[len(values)]))
+  return prediction_log_pb2.PredictionLog(
+      predict_log=prediction_log_pb2.PredictLog(request=request))
+
+
+def warmup_requests(batches: Sequence[Sequence[bytes]]) -> list:
+  """The warm-up file's records: every batch for serving_default, then the
+  last (largest) batch as tf.Examples for serving_tf_example, so TF Serving
+  initializes both signatures before a version takes traffic."""
+  logs = [predict_log(features.SERVING_SIGNATURE, features.SERVING_INPUT, batch)
+          for batch in batches]
+  logs.append(predict_log(features.EXAMPLE_SIGNATURE, features.EXAMPLE_INPUT,
+                          [image_example(b) for b in batches[-1]]))
   return logs
 
 

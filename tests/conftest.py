@@ -32,6 +32,23 @@ def transform_output(tmp_path_factory, image_tree):
   return tft.TFTransformOutput(out)
 
 
+@pytest.fixture(scope='session')
+def exported(tmp_path_factory, transform_output):
+  """(Keras model, TF2-reloaded export, export dir) of a smoke-size AlexNet."""
+  import tensorflow as tf
+  from components import serving
+  from models import alexnet
+  from tfx_pipeline import config
+  from tuning.search_space import search_space
+  hp = search_space(config.smoke().tune, 'cifar')
+  model = alexnet.build_model(hp, 'cifar', 32, 10)
+  # Non-trivial BatchNorm statistics, so inference differs from training mode.
+  model(tf.random.normal([64, 32, 32, 3]) * 2 + 1, training=True)
+  path = serving.export(model, transform_output, fixtures.NUMBERED_CLASSES,
+                        str(tmp_path_factory.mktemp('export') / 'model'))
+  return model, tf.saved_model.load(path), path
+
+
 def pytest_report_header(config):
   """Which oneDNN setting this run's TensorFlow uses (tests/test_onednn.py runs the other)."""
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top

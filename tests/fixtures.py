@@ -16,6 +16,7 @@ from PIL import Image
 
 CLASS_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer',
                'dog', 'frog', 'horse', 'ship', 'truck')
+NUMBERED_CLASSES = [f'class_{i}' for i in range(10)]  # the `exported` fixture's classes
 
 
 def synthetic_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:

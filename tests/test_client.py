@@ -28,6 +28,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 import fixtures
 from components import features, serving
+from components.serving_check import check as serving_check
 from models import alexnet
 from serving import client
 from tfx_pipeline import config
@@ -46,8 +47,11 @@ def serving_dir(tmp_path_factory, transform_output):
   model = alexnet.build_model(hp, 'cifar', 32, 10)
   model(tf.random.normal([64, 32, 32, 3]) * 2 + 1, training=True)  # non-trivial BatchNorm
   root = tmp_path_factory.mktemp('serving')
-  serving.export(model, transform_output, V1_NAMES, str(root / '1'))
-  serving.export(model, transform_output, V2_NAMES, str(root / '2'))
+  for version, names in (('1', V1_NAMES), ('2', V2_NAMES)):
+    serving.export(model, transform_output, names, str(root / version))
+    # What the stand-in servers answer with, TF Serving's own loader path answers too.
+    result = serving_check.check(str(root / version))
+    assert result.ok, result.failure
   (root / '10').mkdir()  # a number without saved_model.pb: not a version
   (root / '.push-tmp-abc').mkdir()  # a push in progress
   return str(root)

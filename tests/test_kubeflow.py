@@ -15,7 +15,7 @@ pytest.importorskip('kfp.pipeline_spec', reason='kfp-pipeline-spec (requirements
 
 COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
-              'Pusher'}
+              'ServingCheck', 'Pusher'}
 IMAGE = 'gcr.io/my-project/cifar10-alexnet:test'
 
 
@@ -60,7 +60,8 @@ def test_dependencies_follow_the_graph(job):
   tasks = job['pipelineSpec']['root']['dag']['tasks']
   assert set(tasks['Trainer']['dependentTasks']) >= {'ImageExampleGen', 'Transform', 'Tuner'}
   assert 'Trainer' in tasks['Evaluator']['dependentTasks']
-  assert set(tasks['Pusher']['dependentTasks']) == {'Trainer', 'Evaluator'}
+  assert set(tasks['Pusher']['dependentTasks']) == {'Trainer', 'Evaluator', 'ServingCheck'}
+  assert tasks['ServingCheck']['dependentTasks'] == ['Trainer']
 
 
 def test_a_gs_pipeline_root_is_the_jobs_output_directory(job):

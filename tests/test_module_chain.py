@@ -20,6 +20,7 @@ from tfx_bsl.tfxio import tf_example_record
 
 import fixtures
 from components import features, trainer, transform
+from components.serving_check import check as serving_check
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import pipeline as pipeline_lib
 from tuning import tuner as tuner_lib
@@ -112,6 +113,8 @@ def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
   assert [row['epoch'] for row in history] == [1, 2]
   assert all('val_accuracy' in row for row in history)
 
+  result = serving_check.check(fn_args.serving_model_dir)  # TF Serving's loader path
+  assert result.ok, result.failure
   served = tf.saved_model.load(fn_args.serving_model_dir)
   tree = os.path.join(os.path.dirname(artifacts[0]), 'tree')
   blob = open(sorted(glob.glob(f'{tree}/train/ship/*.jpg'))[0], 'rb').read()

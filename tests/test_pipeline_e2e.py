@@ -19,8 +19,8 @@ from tfx_pipeline import run_summary
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
               'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
-              'Pusher'}
-UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'Evaluator', 'Pusher'}
+              'ServingCheck', 'Pusher'}
+UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'Evaluator', 'ServingCheck', 'Pusher'}
 
 
 def run_pipeline(tree, root, serving, *extra):
@@ -51,6 +51,36 @@ def test_every_component_executed_in_mlmd(first_run):
   assert re.search(r'Evaluator: BLESSED\. eval accuracy [01]\.\d{4}\. ', out), out[-800:]
   for node in ('ImageExampleGen started', 'Trainer started', 'Trainer done in'):
     assert node in out  # progress lines
+  assert 'Serving check: passed: with oneDNN off and on, it loads in a TF1 session' in out
+
+
+def saved_model_cli(*args):
+  cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+  result = subprocess.run([cli, *args], capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result.stdout
+
+
+@pytest.mark.slow
+def test_saved_model_cli_runs_both_signatures_of_the_pushed_version(first_run, tmp_path):
+  """saved_model_cli run loads through a TF1 session, as TF Serving does."""
+  from components import serving
+  tree, _, serving_dir, _, _ = first_run
+  version = os.path.join(serving_dir, os.listdir(serving_dir)[0])
+  shown = saved_model_cli('show', '--dir', version, '--all')
+  for name in (features.SERVING_SIGNATURE, features.EXAMPLE_SIGNATURE):
+    assert f"signature_def['{name}']" in shown
+  jpeg = open(sorted(glob.glob(f'{tree}/train/cat/*.jpg'))[0], 'rb').read()
+  for signature, name, value in (
+      (features.SERVING_SIGNATURE, features.SERVING_INPUT, jpeg),
+      (features.EXAMPLE_SIGNATURE, features.EXAMPLE_INPUT, serving.image_example(jpeg))):
+    npy = str(tmp_path / f'{name}.npy')
+    np.save(npy, np.array([value, value]))  # fixed-width bytes: no pickle needed
+    out = saved_model_cli('run', '--dir', version, '--tag_set', 'serve',
+                          '--signature_def', signature, '--inputs', f'{name}={npy}')
+    assert re.search(r"Result for output key probabilities:\n\[\[", out), out[-1500:]
+    assert "Result for output key class_names:\n[b'" in out, out[-1500:]
 
 
 @pytest.mark.slow

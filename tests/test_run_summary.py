@@ -44,3 +44,10 @@ def test_the_printer_reports_every_component_whatever_the_poll_timing(monkeypatc
       'StatisticsGen started', 'StatisticsGen cached in 0s',
       'Trainer started', 'Trainer FAILED in 6s']
 
+
+def test_the_summary_names_the_serving_check_verdict():
+  summary = run_summary.Summary([], True, 'Every threshold passed.', None, 60.0,
+                                serving_check=False,
+                                serving_check_words='oneDNN off: Could not find variable x')
+  assert ('Serving check: FAILED, nothing pushed: oneDNN off: Could not find variable x'
+          in summary.text())

@@ -9,23 +9,7 @@ import pytest
 import tensorflow as tf
 
 from components import features, serving
-from models import alexnet
-from tfx_pipeline import config
-from tuning.search_space import search_space
-
-CLASS_NAMES = [f'class_{i}' for i in range(10)]
-
-
-@pytest.fixture(scope='module')
-def exported(tmp_path_factory, transform_output):
-  hp = search_space(config.smoke().tune, 'cifar')
-  model = alexnet.build_model(hp, 'cifar', 32, 10)
-  # Non-trivial BatchNorm statistics, so inference differs from training mode.
-  x = tf.random.normal([64, 32, 32, 3]) * 2 + 1
-  model(x, training=True)
-  path = serving.export(model, transform_output, CLASS_NAMES,
-                        str(tmp_path_factory.mktemp('export') / 'model'))
-  return model, tf.saved_model.load(path), path
+from fixtures import NUMBERED_CLASSES as CLASS_NAMES
 
 
 @pytest.fixture(scope='module')
@@ -67,9 +51,7 @@ def test_serving_matches_the_keras_model_on_the_trainers_preprocessing(
 
 def test_example_signature_gives_the_same_probabilities(exported, jpeg_bytes):
   _, loaded, _ = exported
-  examples = [tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b])),
-  })).SerializeToString() for b in jpeg_bytes]
+  examples = [serving.image_example(b) for b in jpeg_bytes]
   by_example = loaded.signatures[features.EXAMPLE_SIGNATURE](examples=tf.constant(examples))
   by_bytes = loaded.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(jpeg_bytes))
   np.testing.assert_allclose(by_example[features.PROBABILITIES].numpy(),
@@ -128,9 +110,7 @@ def test_a_bad_request_does_not_break_the_next_one(exported, jpeg_bytes):
 
 def test_the_example_signature_names_the_bad_feature(exported):
   _, loaded, _ = exported
-  example = tf.train.Example(features=tf.train.Features(feature={
-      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[b'oops'])),
-  })).SerializeToString()
+  example = serving.image_example(b'oops')
   with pytest.raises(tf.errors.InvalidArgumentError, match='tf.Example feature image must hold encoded JPEG or PNG'):
     loaded.signatures[features.EXAMPLE_SIGNATURE](examples=tf.constant([example]))
 
@@ -160,23 +140,28 @@ def read_warmup(path: str):
           for record in tf.data.TFRecordDataset(path)]
 
 
-def test_warmup_requests_parse_and_replay_through_the_reloaded_signature(exported):
+def test_warmup_requests_parse_and_replay_through_the_reloaded_signatures(exported):
   _, loaded, path = exported
   logs = read_warmup(os.path.join(path, 'assets.extra', 'tf_serving_warmup_requests'))
-  assert len(logs) == len(serving.warmup_batches())
-  batch_sizes = []
+  assert len(logs) == len(serving.warmup_batches()) + 1  # + one tf.Example request
+  inputs = {features.SERVING_SIGNATURE: features.SERVING_INPUT,
+            features.EXAMPLE_SIGNATURE: features.EXAMPLE_INPUT}
+  batch_sizes = {}
   for log in logs:
     assert log.WhichOneof('log_type') == 'predict_log'
     request = log.predict_log.request
-    assert request.model_spec.signature_name == features.SERVING_SIGNATURE
-    assert set(request.inputs) == {features.SERVING_INPUT}
-    blobs = tf.make_ndarray(request.inputs[features.SERVING_INPUT])
-    out = loaded.signatures[request.model_spec.signature_name](
+    signature = request.model_spec.signature_name
+    assert set(request.inputs) == {inputs[signature]}
+    blobs = tf.make_ndarray(request.inputs[inputs[signature]])
+    out = loaded.signatures[signature](
         **{name: tf.constant(tf.make_ndarray(t)) for name, t in request.inputs.items()})
     assert out[features.PROBABILITIES].shape == (len(blobs), 10)
     np.testing.assert_allclose(out[features.PROBABILITIES].numpy().sum(1), 1, atol=1e-5)
-    batch_sizes.append(len(blobs))
-  assert 1 in batch_sizes and max(batch_sizes) > 1  # the single-image and the batched path
+    batch_sizes.setdefault(signature, []).append(len(blobs))
+  # Both signatures; the single-image and the batched path of serving_default.
+  assert set(batch_sizes) == set(inputs)
+  assert 1 in batch_sizes[features.SERVING_SIGNATURE]
+  assert max(batch_sizes[features.SERVING_SIGNATURE]) > 1
 
 
 def test_warmup_images_cover_jpeg_png_gray_and_rgba():

@@ -7,7 +7,8 @@
           +--> Tuner <-------+                (skipped with tune.enabled=False)
           +--> Trainer <-----+ <- best_hyperparameters
                   |
-    LatestBlessedModelResolver -> Evaluator (floor + no regression) -> Pusher
+    LatestBlessedModelResolver -> Evaluator (floor + no regression) --+--> Pusher
+                  Trainer -> ServingCheck (TF Serving's loader path) -----+
 
 Module code is referenced by dotted path (the package is installed with
 `pip install -e .`); `code_digest()` goes into each module component's
@@ -29,6 +30,7 @@ from components import features
 from components import pusher as pusher_executor
 from components.example_gen.component import ImageExampleGen
 from components.example_gen import sources
+from components.serving_check.component import ServingCheck
 from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.config import absolute
@@ -140,9 +142,15 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       baseline_model=model_resolver.outputs['model'],
       example_splits=['eval'],
       eval_config=eval_config(config)).with_id('Evaluator')
+  # Loads the candidate as TF Serving would (TF1 session, warm-up replay) in
+  # separate processes; TFX's InfraValidator does the same with the real
+  # binary where Docker or Kubernetes exists (docs/serving.md).
+  serving_check = ServingCheck(model=trainer.outputs['model'],
+                               code_digest=digest).with_id('ServingCheck')
   pusher = tfx.components.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
+      infra_blessing=serving_check.outputs['blessing'],
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=absolute(config.serving_dir))),
@@ -150,7 +158,7 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
           pusher_executor.Executor)).with_id('Pusher')
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
-                      transform, tuner, trainer, model_resolver, evaluator, pusher]
+                      transform, tuner, trainer, model_resolver, evaluator, serving_check, pusher]
   # SQLite MLMD for local runs; on Kubeflow/Vertex (a URL root) the orchestrator
   # brings its own metadata store.
   metadata = None if '://' in config.metadata_path else \

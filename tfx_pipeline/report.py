@@ -581,6 +581,10 @@ def load_push(run: _Run) -> Union[str, Missing]:
     return run.why_missing('Pusher', 'push')
   props = artifact.custom_properties
   if 'pushed' in props and not props['pushed'].int_value:
+    check = run.artifact('ServingCheck', 'blessing')
+    if check is not None and not check.custom_properties['blessed'].int_value:
+      return Missing('Nothing was pushed: the model failed the serving check (TF Serving\'s '
+                     'loader path): ' + check.custom_properties['serving_check'].string_value)
     return Missing('Nothing was pushed: the Evaluator did not bless the model.')
   if 'pushed_destination' in props:
     return props['pushed_destination'].string_value

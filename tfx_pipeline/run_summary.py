@@ -136,6 +136,8 @@ class Summary:
   gate_reason: str
   pushed_to: Optional[str]
   wall_seconds: float
+  serving_check: Optional[bool] = None  # ServingCheck's verdict (TF Serving's loader path)
+  serving_check_words: str = ''
   report: Optional[str] = None  # path of report.html, when it was written
   pipeline_root: Optional[str] = None  # for the TensorBoard command
 
@@ -149,6 +151,9 @@ class Summary:
       lines.append(f'Evaluator: BLESSED. {self.gate_reason}')
     else:
       lines.append(f'Evaluator: NOT blessed, nothing pushed. {self.gate_reason}')
+    if self.serving_check is not None:
+      verdict = 'passed' if self.serving_check else 'FAILED, nothing pushed'
+      lines.append(f'Serving check: {verdict}: {self.serving_check_words}')
     if self.pushed_to:
       lines.append(f'Pushed: {self.pushed_to}')
     if self.report:
@@ -234,6 +239,7 @@ def gate_reason(evaluation_uri: str) -> str:
 def summarize(config: PipelineConfig, since: float) -> Summary:
   runs = component_runs(config.metadata_path, config.pipeline_name, since)
   blessed, reason, pushed_to = None, '', None
+  serving_ok, serving_words = None, ''
   if runs:
     store = open_store(config.metadata_path)
     for run in runs:
@@ -247,9 +253,16 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
             blessed = bool(flag)
           elif artifact.uri and artifact.type_id and 'evaluation' in artifact.uri.lower():
             reason = gate_reason(artifact.uri)
+      if run.node_id == 'ServingCheck':
+        for artifact in outputs:
+          flag = _int_property(artifact, 'blessed')
+          if flag is not None:
+            serving_ok = bool(flag)
+            serving_words = artifact.custom_properties['serving_check'].string_value
       if run.node_id == 'Pusher':
         for artifact in outputs:
           if _int_property(artifact, 'pushed'):
             pushed_to = artifact.custom_properties['pushed_destination'].string_value
   return Summary(runs, blessed, reason, pushed_to, time.time() - since,
+                 serving_check=serving_ok, serving_check_words=serving_words,
                  pipeline_root=config.pipeline_root)

@@ -1,0 +1,1 @@
+"""ServingCheck: loads each candidate model the way TF Serving does before it may be pushed."""
