@@ -38,7 +38,15 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                       'Default: full when a GPU is visible, else cpu.')
   data = p.add_argument_group('data')
   data.add_argument('--image-dir', help='class-folder tree DIR/<split>/<class>/*.jpg|png '
-                                        'instead of tfds cifar10 (the offline route)')
+                                        'instead of tfds cifar10 (the offline route); '
+                                        "'DIR/span-{SPAN}': one tree per span, the newest "
+                                        'is ingested each run')
+  data.add_argument('--train-spans', type=int,
+                    help='train on the last N spans (default 0: all of them)')
+  data.add_argument('--schema', help="'curated' (default: tfx_pipeline/schema.pbtxt, with "
+                                     "drift checks), 'infer' (SchemaGen), or a schema.pbtxt")
+  data.add_argument('--on-drift', choices=config_lib.DRIFT_POLICIES,
+                    help='drift against the previous span: stop the run (default) or warn')
   data.add_argument('--tfds-data-dir', help='tensorflow-datasets data_dir')
   data.add_argument('--eval-percent', type=int,
                     help='share of a single-split source carved out as eval')
@@ -69,9 +77,20 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   tune.add_argument('--no-tune', action='store_true',
                     help='skip the Tuner: train with the defaults or --hparams-file')
   tune.add_argument('--hparams-file', help='JSON hyperparameters for --no-tune')
+  tune.add_argument('--retune', action='store_true',
+                    help='search again even though a finished search matches')
+  model.add_argument('--from-scratch', action='store_true',
+                     help='do not warm-start from the last blessed model')
   gate = p.add_argument_group('gate')
   gate.add_argument('--min-accuracy', type=float,
                     help='Evaluator floor on eval accuracy (1.01 blocks every model)')
+  gate.add_argument('--max-regression', type=float,
+                    help='how far overall accuracy may trail the last blessed model')
+  gate.add_argument('--max-class-regression', type=float,
+                    help="how far any one class's accuracy may trail the last blessed "
+                         'model (1.0: off)')
+  gate.add_argument('--min-class-accuracy', type=float,
+                    help='absolute floor on every class (default 0: off)')
   scale = p.add_argument_group('scale-out')
   scale.add_argument('--beam-workers', type=int,
                      help='Beam DirectRunner workers (multi_processing when > 1)')
@@ -114,19 +133,24 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   base = config_lib.preset(preset_name)
   data = _set(base.data, image_dir=_path(args.image_dir), tfds_data_dir=args.tfds_data_dir,
               eval_percent=args.eval_percent, max_examples=args.max_examples,
-              on_bad_image=args.on_bad_image)
+              on_bad_image=args.on_bad_image, train_spans=args.train_spans,
+              schema=args.schema if args.schema in (None, 'curated', 'infer')
+              else _path(args.schema), on_drift=args.on_drift)
   image_size = args.image_size
   if args.model_variant == 'paper' and image_size is None and base.model.variant != 'paper':
     image_size = 227  # the paper's input size, unless asked otherwise
   model = _set(base.model, variant=args.model_variant, image_size=image_size)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
-               mixed_precision=args.mixed_precision, jit_compile=args.jit_compile)
+               mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+               warm_start=False if args.from_scratch else None)
   tune = _set(base.tune, algorithm=args.tuner, max_trials=args.trials,
               max_epochs=args.tuning_epochs, hparams_file=args.hparams_file,
-              enabled=False if args.no_tune else None)
+              enabled=False if args.no_tune else None, retune=args.retune or None)
   if args.hparams_file and not args.no_tune:
     raise config_lib.ConfigError('--hparams-file needs --no-tune (the Tuner would override it)')
-  gate = _set(base.gate, min_accuracy=args.min_accuracy)
+  gate = _set(base.gate, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
+              max_class_regression=args.max_class_regression,
+              min_class_accuracy=args.min_class_accuracy)
   return _set(base, data=data, model=model, train=train, tune=tune, gate=gate,
               pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
@@ -138,13 +162,16 @@ def preflight(config: config_lib.PipelineConfig) -> List[str]:
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   data = config.data
   if data.image_dir:
-    scan = sources.scan_image_tree(data.image_dir)
+    span, root = sources.latest_span(data.image_dir)
+    scan = sources.scan_image_tree(root)
+    sources.check_span_classes(data.image_dir, scan.class_names)
     plan = sources.plan_splits(scan.splits)
     if len(scan.class_names) < 2:
       raise sources.SourceError(
-          f'{data.image_dir} has {len(scan.class_names)} class folder(s) with images; '
+          f'{root} has {len(scan.class_names)} class folder(s) with images; '
           'a classifier needs at least 2')
-    notes = [f'{len(scan.files)} image files, {len(scan.class_names)} classes, '
+    notes = [f'span {span} ({root}): ' if sources.has_spans(data.image_dir) else '']
+    notes = [f'{notes[0]}{len(scan.files)} image files, {len(scan.class_names)} classes, '
              f'splits {list(scan.splits)} (train from {plan.train!r}, eval from '
              f'{plan.eval or "a hash of " + repr(plan.train)})']
     if scan.ignored:
@@ -175,14 +202,17 @@ def compile_kubeflow(args: argparse.Namespace, config: config_lib.PipelineConfig
   image = args.image or kubeflow.default_image()
   pipeline = pipeline_lib.create_pipeline(
       config, fixed_hparams=pipeline_lib.load_fixed_hparams(config),
-      enable_cache=not args.no_cache)
+      enable_cache=not args.no_cache, custom_resolvers=False)
   try:
     job = kubeflow.compile_pipeline(pipeline, image, args.output)
   except ImportError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
   print(f'compiled {len(kubeflow.task_names(job))} steps for Kubeflow v2 / Vertex AI: '
-        f'{os.path.abspath(args.output)}\nimage: {image}')
+        f'{os.path.abspath(args.output)}\nimage: {image}\n'
+        'note: Kubeflow v2 compiles only TFX\'s built-in resolver strategies, so there the '
+        'DataGate checks the schema only (no drift against the previous span) and the '
+        'Trainer does not warm-start')
   for note in kubeflow.container_warnings(config, image):
     print(f'warning: {note}', file=sys.stderr)
   return 0

@@ -12,8 +12,15 @@ from typing import List, Sequence
 IMAGE_KEY = 'image'  # encoded JPEG or PNG bytes, as read from the source
 LABEL_KEY = 'label'  # int64 class id, an index into the class names
 ID_KEY = 'image_id'  # stable id: path relative to the image tree, or the tfds id
-HEIGHT_KEY = 'height'  # int64 pixel height of the decoded image (for statistics)
+# Per-image figures that StatisticsGen summarizes and the schema and drift
+# checks guard (the encoded bytes alone tell TFDV nothing about the pixels).
+HEIGHT_KEY = 'height'  # int64 pixel height of the decoded image
 WIDTH_KEY = 'width'  # int64 pixel width
+CHANNELS_KEY = 'channels'  # int64 channels in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+MEAN_KEYS = ('mean_red', 'mean_green', 'mean_blue')  # float per-channel mean, 0..255 (RGB)
+CONTRAST_KEY = 'contrast'  # float standard deviation of the luminance, 0..255
+ENCODED_BYTES_KEY = 'encoded_bytes'  # int64 size of the encoded file
+FORMAT_KEY = 'format'  # bytes: jpeg | png
 
 # Transformed features (the output of preprocessing_fn).
 TRANSFORMED_IMAGE_KEY = 'image_xf'  # float32 [size, size, 3], normalized per channel
@@ -59,6 +66,27 @@ def read_class_names(examples_uri: str) -> List[str]:
         "project's ExampleGen, so class names are unknown")
   with tf.io.gfile.GFile(path) as f:
     return json.load(f)
+
+
+def window_class_names(file_patterns: Sequence[str]) -> List[str]:
+  """The class names shared by every Examples artifact behind `file_patterns`.
+
+  A training window spans several ExampleGen runs; labels index the sorted
+  class names, so all of them must agree. Raises ValueError naming the
+  artifacts and classes otherwise.
+  """
+  uris = sorted({examples_uri_from_split_pattern(p) for p in file_patterns})
+  names = {uri: read_class_names(uri) for uri in uris}
+  first = names[uris[0]]
+  for uri in uris[1:]:
+    if names[uri] != first:
+      added = sorted(set(names[uri]) - set(first))
+      dropped = sorted(set(first) - set(names[uri]))
+      raise ValueError(
+          f'class names differ across the training window: {uri} has {names[uri]}, '
+          f'{uris[0]} has {first} (added {added}, dropped {dropped}); every span must '
+          'hold the same classes')
+  return first
 
 
 def examples_uri_from_split_pattern(pattern: str) -> str:

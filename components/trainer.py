@@ -5,6 +5,8 @@ run_fn only orchestrates: hyperparameters (tuning/search_space.resolve), data
 Training writes TensorBoard logs and a per-epoch history (history.json) to the
 model run directory, and keeps a BackupAndRestore checkpoint under the
 pipeline root so that a killed run resumes from its last finished epoch.
+With a blessed model of the same architecture as `base_model`, training starts
+from its weights for `warm_start_epochs` (components/warm_start.py).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from absl import logging
 from components import data as data_lib
 from components import features
 from components import serving
+from components import warm_start
 from models import alexnet
 from models import training
 from tfx_pipeline import config as config_lib
@@ -129,8 +132,7 @@ def run_fn(fn_args) -> None:
   hp = search_space.resolve(tune, model_config.variant, best=fn_args.hyperparameters,
                             fixed=settings.get('fixed_hparams'))
   logging.info('Trainer hyperparameters: %s', hp.values)
-  class_names = features.read_class_names(
-      features.examples_uri_from_split_pattern(fn_args.train_files[0]))
+  class_names = features.window_class_names(fn_args.train_files + fn_args.eval_files)
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   schema = tft_output.raw_metadata.schema
   n_train = data_lib.count_examples(fn_args.train_files)
@@ -149,16 +151,22 @@ def run_fn(fn_args) -> None:
   with strategy().scope():
     model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
                                 len(class_names))
-    training.compile_model(model, hp, steps_per_epoch * train.epochs, train.jit_compile)
-  logging.info('Trainer: %s, %d parameters, %d train / %d eval examples, %d epochs, cache=%s',
-               model.name, model.count_params(), n_train, n_eval, train.epochs, cache)
-  backup = backup_dir(settings, fn_args.train_files, hp.values)
+    start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
+    epochs = train.warm_start_epochs if start.source else train.epochs
+    if start.source:
+      warm_start.load(model, start.source)
+    training.compile_model(model, hp, steps_per_epoch * epochs, train.jit_compile,
+                           lr_scale=train.warm_start_lr_scale if start.source else 1.0)
+  logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
+               'cache=%s', start.reason, model.name, model.count_params(), n_train, n_eval,
+               epochs, cache)
+  backup = backup_dir(settings, fn_args.train_files, {**hp.values, 'warm_start': start.source})
   journal = None
   if is_chief():
     tf.io.gfile.makedirs(backup)
     journal = os.path.join(backup, JOURNAL_FILE)
-  log = EpochLog(train.epochs, steps_per_epoch * train.batch_size, journal)
-  model.fit(train_ds, validation_data=eval_ds, epochs=train.epochs, verbose=0,
+  log = EpochLog(epochs, steps_per_epoch * train.batch_size, journal)
+  model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=0,
             callbacks=callbacks(fn_args, train, backup) + [log])
 
   run_dir = output_dir(fn_args.model_run_dir)
@@ -167,6 +175,10 @@ def run_fn(fn_args) -> None:
     json.dump(log.rows, f, indent=1)
   with tf.io.gfile.GFile(os.path.join(run_dir, HPARAMS_FILE), 'w') as f:
     json.dump(hp.values, f, indent=1)
+  with tf.io.gfile.GFile(os.path.join(run_dir, warm_start.PLAN_FILE), 'w') as f:
+    json.dump({**start.as_dict(), 'epochs': epochs}, f, indent=1)
   export_dir = output_dir(fn_args.serving_model_dir)
   serving.export(model, tft_output, class_names, export_dir)
+  if is_chief():  # the next run's warm start reads these
+    warm_start.save(model, class_names, os.path.dirname(fn_args.serving_model_dir.rstrip('/')))
   logging.info('Trainer exported the serving model to %s', export_dir)

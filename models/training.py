@@ -59,10 +59,14 @@ def smoothed_crossentropy(num_classes: int, smoothing: float):
   return sparse_smoothed
 
 
-def compile_model(model: keras.Model, hp, total_steps: int, jit_compile: bool = False):
-  """Compiles `model` in place for `total_steps` of training and returns it."""
+def compile_model(model: keras.Model, hp, total_steps: int, jit_compile: bool = False,
+                  lr_scale: float = 1.0):
+  """Compiles `model` in place for `total_steps` of training and returns it.
+
+  `lr_scale` lowers the schedule's peak (a warm start fine-tunes trained weights).
+  """
   optimizer = keras.optimizers.SGD(
-      learning_rate=OneCycle(hp.get('learning_rate'), total_steps),
+      learning_rate=OneCycle(hp.get('learning_rate') * lr_scale, total_steps),
       momentum=MOMENTUM, nesterov=True, weight_decay=hp.get('weight_decay'))
   optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
   num_classes = model.output_shape[-1]

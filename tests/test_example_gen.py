@@ -110,3 +110,45 @@ def test_tfds_source_reads_encoded_images(tmp_path, monkeypatch):
   image = tf.io.decode_image(rows[0].features.feature[features.IMAGE_KEY].bytes_list.value[0])
   assert image.shape == (32, 32, 3)
 
+
+
+def test_image_facts_describe_pixels_channels_and_format():
+  import numpy as np
+  gray = np.full((8, 8), 40, np.uint8)
+  gray[:4] = 200  # half bright, half dark: luma std 80
+  png = fixtures.encode(gray, 'png')
+  facts = executor.check_image(png)
+  assert (facts.height, facts.width, facts.channels, facts.format) == (8, 8, 1, 'png')
+  assert facts.means == pytest.approx((120.0, 120.0, 120.0))
+  assert facts.contrast == pytest.approx(80.0, abs=0.5)
+  assert facts.encoded_bytes == len(png)
+  red = np.zeros((4, 6, 3), np.uint8)
+  red[..., 0] = 255
+  facts = executor.check_image(fixtures.encode(red, 'png'))
+  assert (facts.height, facts.width, facts.channels) == (4, 6, 3)
+  assert facts.means == pytest.approx((255.0, 0.0, 0.0)) and facts.contrast == pytest.approx(0)
+
+
+def test_examples_carry_the_image_facts_for_statistics(messy):
+  examples, _ = messy
+  example = read_split(examples, 'train')[0]
+  f = example.features.feature
+  for key in (features.CHANNELS_KEY, features.ENCODED_BYTES_KEY):
+    assert f[key].int64_list.value[0] > 0
+  assert all(0 <= f[key].float_list.value[0] <= 255 for key in features.MEAN_KEYS)
+  assert f[features.CONTRAST_KEY].float_list.value[0] > 0
+  assert f[features.FORMAT_KEY].bytes_list.value[0] in (b'jpeg', b'png')
+  assert f[features.ENCODED_BYTES_KEY].int64_list.value[0] == \
+      len(f[features.IMAGE_KEY].bytes_list.value[0])
+
+
+def test_a_span_tree_records_its_span_and_prefixes_ids(tmp_path):
+  for span in (1, 2):
+    fixtures.make_image_tree(str(tmp_path / 'in' / f'span-{span}'), per_class=4,
+                             classes=('cat', 'dog'), seed=span)
+  examples = run_executor(tmp_path, DataConfig(image_dir=str(tmp_path / 'in' / 'span-{SPAN}'),
+                                               eval_percent=50))
+  assert examples.span == 2 and examples.get_int_custom_property('span') == 2
+  ids = [e.features.feature[features.ID_KEY].bytes_list.value[0].decode()
+         for split in ('train', 'eval') for e in read_split(examples, split)]
+  assert len(ids) == 8 and all(i.startswith('span-2/train/') for i in ids)

@@ -13,7 +13,8 @@ from tfx_pipeline import kubeflow
 pytest.importorskip('kfp.pipeline_spec', reason='kfp-pipeline-spec (requirements.lock) is '
                                                 'not installed: run make install')
 
-COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+              'DataGate',
               'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
               'ServingCheck', 'Pusher'}
 IMAGE = 'gcr.io/my-project/cifar10-alexnet:test'

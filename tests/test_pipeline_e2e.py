@@ -17,10 +17,12 @@ from components import features
 from tfx_pipeline import run_summary
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
+COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+              'PreviousSpanStatistics', 'DataGate', 'WarmStartModelResolver',
               'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
               'ServingCheck', 'Pusher'}
-UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'Evaluator', 'ServingCheck', 'Pusher'}
+UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'PreviousSpanStatistics',
+                         'WarmStartModelResolver', 'Evaluator', 'ServingCheck', 'Pusher'}
 
 
 def run_pipeline(tree, root, serving, *extra):

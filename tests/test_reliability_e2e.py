@@ -104,8 +104,8 @@ def test_2_killed_trainer_resumes_and_finished_components_are_cached(state):
   metadata = os.path.join(state['root'], 'metadata.sqlite')
   runs = {r.node_id: r for r in run_summary.component_runs(metadata, 'cifar10-alexnet', since)}
   states = {node: r.state for node, r in runs.items()}
-  for node in ('ImageExampleGen', 'StatisticsGen', 'SchemaGen', 'ExampleValidator',
-               'Transform', 'Tuner'):
+  for node in ('ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
+               'DataGate', 'Transform', 'Tuner'):
     assert states[node] == 'cached', (node, states)
   assert states['Trainer'] == 'done'
   epochs = [int(m) for m in re.findall(rf'^Trainer epoch (\d+)/{EPOCHS}', out, re.M)]

@@ -112,10 +112,34 @@ def test_missing_inputs_become_sentences_not_crashes():
       tuning=why('No tuner trials: the Tuner is switched off (--no-tune).'),
       history=why('No training history: the Trainer did not run in this run.'),
       evaluation=why('No evaluation: the Evaluator did not run in this run.'),
-      pushed_to=why('No push: the Pusher did not run in this run.'), class_names=[]))
+      pushed_to=why('No push: the Pusher did not run in this run.'), class_names=[],
+      spans=why('No training window: the Trainer did not run in this run.')))
   assert embedded_pngs(page) == []
-  assert page.count('class="missing"') == 6
+  assert page.count('class="missing"') == 7
   assert '--no-tune' in page and 'FAILED' in page
+
+
+def test_spans_section_lists_the_window_and_the_path_taken():
+  spans = report.Spans(
+      rows=[report.SpanRow(1, 40, 5, False), report.SpanRow(2, 8, 1, True)],
+      paths=['Tuner: reused the search', 'Trainer: warm start from the blessed model x'])
+  page = section(report.build_report(full_inputs(spans=spans)), 'spans')
+  assert '<td>span 1</td><td>40</td><td>5</td><td>earlier run</td>' in page
+  assert '<td>span 2</td><td>8</td><td>1</td><td>this run</td>' in page
+  assert '<li>Trainer: warm start from the blessed model x</li>' in page
+
+
+def test_per_class_accuracy_is_shown_against_the_baseline():
+  evaluation = dataclasses.replace(
+      full_inputs().evaluation,
+      class_accuracy={'candidate': {0: 0.0, 1: 1.0, 2: 0.5}, 'baseline': {0: 0.5, 1: 1.0}})
+  page = section(report.build_report(full_inputs(
+      evaluation=evaluation, gate={'min_accuracy': 0.5, 'max_regression': 0.0,
+                                   'max_class_regression': 0.05})), 'evaluation')
+  assert '<th>candidate</th><th>baseline</th><th>change</th>' in page
+  assert '<td>cat</td><td>3</td><td>0.000</td><td>0.500</td><td>-0.500</td>' in page
+  assert '<td>frog</td><td>3</td><td>0.500</td><td>-</td><td>-</td>' in page
+  assert 'on every class, at most 0.050 below the baseline' in page
 
 
 def test_outcome_names_a_failure_first_then_the_decision():

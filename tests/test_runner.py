@@ -43,6 +43,27 @@ def test_fewer_than_two_classes(capsys, tmp_path):
   assert code == 2 and 'at least 2' in err[0]
 
 
+def test_a_span_with_other_classes_exits_2_naming_them(capsys, tmp_path):
+  fixtures.make_image_tree(str(tmp_path / 'span-1'), per_class=1, classes=('cat', 'dog'))
+  fixtures.make_image_tree(str(tmp_path / 'span-2'), per_class=1, classes=('cat', 'frog'))
+  code, err = run(['--preset', 'smoke', '--image-dir', str(tmp_path / 'span-{SPAN}'),
+                   '--pipeline-root', str(tmp_path / 'root')], capsys)
+  assert code == 2 and len(err) == 1
+  assert "adds ['frog'] and drops ['dog'] against span 1" in err[0]
+  assert not (tmp_path / 'root').exists()
+
+
+def test_day_two_flags_reach_the_config(tmp_path):
+  fixtures.make_image_tree(str(tmp_path), per_class=1, classes=('a', 'b'))
+  cfg = pipeline_runner.build_config(pipeline_runner.parse_args([
+      '--image-dir', str(tmp_path), '--train-spans', '3', '--retune', '--from-scratch',
+      '--max-regression', '0.01', '--max-class-regression', '0.1',
+      '--min-class-accuracy', '0.2']), 'cpu')
+  assert cfg.data.train_spans == 3 and cfg.tune.retune and not cfg.train.warm_start
+  assert (cfg.gate.max_regression, cfg.gate.max_class_regression,
+          cfg.gate.min_class_accuracy) == (0.01, 0.1, 0.2)
+
+
 def test_unknown_preset_is_an_argparse_error(capsys):
   with pytest.raises(SystemExit) as info:
     pipeline_runner.main(['--preset', 'huge'])
@@ -90,5 +111,6 @@ def test_help_documents_every_flag(capsys):
   text = capsys.readouterr().out
   for flag in ('--preset', '--image-dir', '--pipeline-root', '--serving-dir', '--epochs',
                '--trials', '--image-size', '--model-variant', '--min-accuracy',
-               '--no-tune', '--hparams-file', '--on-bad-image', '--beam-workers'):
+               '--no-tune', '--hparams-file', '--on-bad-image', '--beam-workers',
+               '--train-spans', '--retune', '--from-scratch', '--max-class-regression'):
     assert flag in text

@@ -21,6 +21,7 @@ PRESETS = ('smoke', 'cpu', 'full')
 VARIANTS = ('cifar', 'paper')
 TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian')
 BAD_IMAGE_POLICIES = ('skip', 'fail')
+DRIFT_POLICIES = ('fail', 'warn')
 
 # The `paper` variant's stem (11x11 stride 4, three 3x3/2 max-pools) needs at
 # least 67x67 pixels to leave a 1x1 map; see models/alexnet.py.
@@ -61,12 +62,25 @@ class DataConfig:
   max_examples: Optional[int] = None  # cap on examples read per source split
   on_bad_image: str = 'skip'  # undecodable files: `skip` (listed) or `fail`
   split_seed: int = 0  # salt of the split hash; changing it reshuffles train/eval
+  # With `image_dir='DIR/span-{SPAN}'` each run ingests the newest span and
+  # trains on the last `train_spans` spans (0: all of them).
+  train_spans: int = 0
+  # `curated`: tfx_pipeline/schema.pbtxt through ImportSchemaGen (with drift
+  # comparators); `infer`: TFX's SchemaGen infers one from this run's
+  # statistics (to regenerate the curated one); else a schema.pbtxt path.
+  schema: str = 'curated'
+  on_drift: str = 'fail'  # drift past a comparator's threshold: `fail` or `warn`
 
   def __post_init__(self):
     _require(0 < self.eval_percent < 100,
              f'eval_percent must be in 1..99, got {self.eval_percent}')
     _require(self.max_examples is None or self.max_examples > 0,
              f'max_examples must be positive, got {self.max_examples}')
+    _require(self.train_spans >= 0, f'train_spans must be >= 0, got {self.train_spans}')
+    _require(self.on_drift in DRIFT_POLICIES,
+             f'on_drift must be one of {DRIFT_POLICIES}, got {self.on_drift!r}')
+    _require(self.schema in ('curated', 'infer') or os.path.isfile(self.schema),
+             f"schema must be 'curated', 'infer' or a schema.pbtxt file, got {self.schema!r}")
     _require(self.on_bad_image in BAD_IMAGE_POLICIES,
              f'on_bad_image must be one of {BAD_IMAGE_POLICIES}, '
              f'got {self.on_bad_image!r}')
@@ -104,9 +118,19 @@ class TrainConfig:
   jit_compile: bool = False  # XLA; slower on CPU (benchmarks/), try on GPUs
   seed: int = 42
   deterministic: bool = False  # deterministic TF ops: repeatable runs, slower
+  # Day two: start from the last blessed model's weights (the Trainer's
+  # `base_model`) when its architecture matches, for a shorter schedule at a
+  # lower peak learning rate. False: always train from scratch.
+  warm_start: bool = True
+  warm_start_epochs: int = 5
+  warm_start_lr_scale: float = 0.3
 
   def __post_init__(self):
     _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')
+    _require(self.warm_start_epochs >= 1,
+             f'warm_start_epochs must be at least 1, got {self.warm_start_epochs}')
+    _require(0 < self.warm_start_lr_scale <= 1,
+             f'warm_start_lr_scale must be in (0, 1], got {self.warm_start_lr_scale}')
     _require(self.batch_size >= 1,
              f'batch size must be at least 1, got {self.batch_size}')
     _require(self.early_stopping_patience >= 0,
@@ -133,6 +157,10 @@ class TuneConfig:
   width_multipliers: Tuple[float, ...] = (1.0,)  # first value is the default
   dense_units: Tuple[int, ...] = (512, 1024)
   seed: int = 7
+  # A finished search is reused while the model, this config and the class
+  # names stay the same (new data alone does not search again); True starts
+  # a new search (`--retune`).
+  retune: bool = False
 
   def __post_init__(self):
     _require(self.algorithm in TUNER_ALGORITHMS,
@@ -163,8 +191,16 @@ class GateConfig:
   # A candidate may trail the last blessed model by at most this much
   # (0 means "no regression at all"; ties pass).
   max_regression: float = 0.0
+  # Per class (TFMA slices the eval data by label): the candidate may trail
+  # the baseline by at most this much on any one class; 1.0 turns it off.
+  max_class_regression: float = 0.05
+  min_class_accuracy: float = 0.0  # optional absolute floor on every class
 
   def __post_init__(self):
+    _require(0.0 <= self.max_class_regression <= 1.0,
+             f'max_class_regression must be in 0..1, got {self.max_class_regression}')
+    _require(0.0 <= self.min_class_accuracy <= 1.0,
+             f'min_class_accuracy must be in 0..1, got {self.min_class_accuracy}')
     _require(0.0 <= self.min_accuracy <= 1.01,
              f'min accuracy must be in 0..1 (1.01 blocks every model), '
              f'got {self.min_accuracy}')
@@ -233,11 +269,12 @@ def smoke() -> PipelineConfig:
   return PipelineConfig(
       preset='smoke',
       data=DataConfig(max_examples=2_000),
-      train=TrainConfig(epochs=2, batch_size=32, deterministic=True),
+      train=TrainConfig(epochs=2, batch_size=32, deterministic=True, warm_start_epochs=1),
       tune=TuneConfig(max_epochs=2, hyperband_factor=2,  # Hyperband: 5 tiny trials
                       train_examples=256, eval_examples=64,
                       width_multipliers=(0.25,), dense_units=(64, 128)),
-      gate=GateConfig(min_accuracy=0.0),
+      # Plumbing, not accuracy: a 2-epoch model's per-class figures are noise.
+      gate=GateConfig(min_accuracy=0.0, max_class_regression=1.0),
   )
 
 
@@ -248,7 +285,7 @@ def cpu() -> PipelineConfig:
   45k images. 20 epochs reach 85.5% on the eval split; 30 use the rest of the
   2-hour budget for a margin. Measured figures and commands: docs/training.md.
   """
-  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30))
+  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30, warm_start_epochs=6))
 
 
 def full() -> PipelineConfig:

@@ -1,14 +1,21 @@
 """create_pipeline(config) -> tfx.dsl.Pipeline: the graph and nothing else.
 
-    ImageExampleGen -> StatisticsGen -> SchemaGen -> ExampleValidator
-          |                               |
-          +------------> Transform <------+   (analyze only: mean/std per channel)
+    ImportSchemaGen (schema.pbtxt) --+
+                                     v
+    ImageExampleGen -> StatisticsGen -+-> ExampleValidator
+          |                           +-> DataGate <- PreviousSpanStatistics
+          |                                  |  (schema anomalies, drift: the run stops)
+      [window]  ---------> Transform <-------+   (analyze only: mean/std per channel)
           |                  |
           +--> Tuner <-------+                (skipped with tune.enabled=False)
           +--> Trainer <-----+ <- best_hyperparameters
-                  |
-    LatestBlessedModelResolver -> Evaluator (floor + no regression) --+--> Pusher
-                  Trainer -> ServingCheck (TF Serving's loader path) -----+
+                  |    ^ base_model: WarmStartModelResolver (warm start)
+    LatestBlessedModelResolver -> Evaluator (floor, no regression, per class) --+--> Pusher
+                  Trainer -> ServingCheck (TF Serving's loader path) ---------------+
+
+[window]: with `--image-dir DIR/span-{SPAN}`, TFX's RollingRange over the
+Examples of the last `train_spans` spans (this run's ExampleGen ingests only
+the newest); otherwise this run's Examples.
 
 Module code is referenced by dotted path (the package is installed with
 `pip install -e .`); `code_digest()` goes into each module component's
@@ -25,11 +32,16 @@ from typing import Iterable, List, Optional
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
+# Not in tfx.v1 yet: TFX's RollingRange as a resolver function (DEVELOPERS.md).
+from tfx.dsl.input_resolution import canned_resolver_functions
 
 from components import features
 from components import pusher as pusher_executor
-from components.example_gen.component import ImageExampleGen
+from components.data_gate.component import DataGate
+from components.data_gate.component import PreviousSpanStatistics
+from components.warm_start import BlessedModelBeforeNewestSpan
 from components.example_gen import sources
+from components.example_gen.component import ImageExampleGen
 from components.serving_check.component import ServingCheck
 from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
@@ -40,6 +52,9 @@ TUNER_FN = 'tuning.tuner.tuner_fn'
 RUN_FN = 'components.trainer.run_fn'
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The curated schema: feature types and domains, and drift comparators
+# between a span and the previous one (docs: README "Running it every day").
+CURATED_SCHEMA = os.path.join(_REPO, 'tfx_pipeline', 'schema.pbtxt')
 
 
 def code_digest(packages: Iterable[str] = ('components', 'models', 'tuning',
@@ -57,32 +72,82 @@ def code_digest(packages: Iterable[str] = ('components', 'models', 'tuning',
   return h.hexdigest()[:16]
 
 
-def input_fingerprint(config: PipelineConfig) -> str:
-  data = config.data
-  if data.image_dir:
-    return sources.fingerprint_tree(data.image_dir)
-  return f'tfds:{data.tfds_name}:{data.tfds_data_dir or "default"}'
+def _accuracy_threshold(floor: float, max_drop: float) -> tfma.MetricThreshold:
+  """At least `floor`, and at most `max_drop` below the baseline (ties pass)."""
+  return tfma.MetricThreshold(
+      value_threshold=tfma.GenericValueThreshold(lower_bound={'value': floor}),
+      change_threshold=tfma.GenericChangeThreshold(
+          direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+          absolute={'value': -max_drop - 1e-10}))
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-  """Sparse categorical accuracy on `eval`: an absolute floor and no regression."""
+  """Sparse categorical accuracy on `eval`, overall and per class (sliced by label).
+
+  Overall: an absolute floor and no regression beyond `max_regression`.
+  Per class: no class may trail the baseline by more than
+  `max_class_regression` (1.0 turns that off), nor fall below
+  `min_class_accuracy`.
+  """
   gate = config.gate
+  by_label = tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])
+  per_class = []
+  if gate.max_class_regression < 1.0 or gate.min_class_accuracy > 0:
+    per_class.append(tfma.PerSliceMetricThreshold(
+        slicing_specs=[by_label],
+        threshold=_accuracy_threshold(gate.min_class_accuracy, gate.max_class_regression)))
   accuracy = tfma.MetricConfig(
       class_name='SparseCategoricalAccuracy', config='"name": "%s"' % ACCURACY_METRIC,
-      threshold=tfma.MetricThreshold(
-          value_threshold=tfma.GenericValueThreshold(lower_bound={'value': gate.min_accuracy}),
-          change_threshold=tfma.GenericChangeThreshold(
-              direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-              absolute={'value': -gate.max_regression - 1e-10})))
+      threshold=_accuracy_threshold(gate.min_accuracy, gate.max_regression),
+      per_slice_thresholds=per_class)
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
           signature_name=features.EXAMPLE_SIGNATURE, label_key=features.LABEL_KEY,
           prediction_key=features.PROBABILITIES, preprocessing_function_names=[])],
-      slicing_specs=[tfma.SlicingSpec()],
+      slicing_specs=[tfma.SlicingSpec(), by_label],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           accuracy,
           tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
       ])])
+
+
+def training_window(config: PipelineConfig, example_gen):
+  """The Examples the Transform, Tuner, Trainer and Evaluator read.
+
+  A plain image tree or tfds: this run's artifact. Spans (`DIR/span-{SPAN}`):
+  the newest artifact of each of the last `train_spans` spans (all when 0),
+  resolved from MLMD by TFX's RollingRange, so older spans are never re-read
+  from disk. The channel is a plain one on ImageExampleGen's output: an
+  output channel would see this pipeline run's artifact only. Consumers
+  must then be ordered after ImageExampleGen by hand (`add_upstream_node`).
+  """
+  if not sources.has_spans(config.data.image_dir or ''):
+    return example_gen.outputs['examples']
+  every_span = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=example_gen.id, output_key='examples')
+  return canned_resolver_functions.rolling_range(
+      every_span, num_spans=config.data.train_spans, min_spans=1)
+
+
+def data_components(config: PipelineConfig, example_gen):
+  """(StatisticsGen, schema component) in either order.
+
+  Curated (or given) schema: ImportSchemaGen first, and StatisticsGen reads
+  it, so `is_categorical` INT features (label, channels) get the categorical
+  statistics that their L-infinity drift comparators need.
+  `schema='infer'`: StatisticsGen, then TFX's SchemaGen infers a schema.
+  """
+  examples = example_gen.outputs['examples']
+  if config.data.schema == 'infer':
+    statistics_gen = tfx.components.StatisticsGen(examples=examples).with_id('StatisticsGen')
+    return statistics_gen, tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs['statistics'],
+        infer_feature_shape=True).with_id('SchemaGen')
+  path = CURATED_SCHEMA if config.data.schema == 'curated' else config.data.schema
+  schema_gen = tfx.components.ImportSchemaGen(schema_file=path).with_id('ImportSchemaGen')
+  return tfx.components.StatisticsGen(
+      examples=examples, schema=schema_gen.outputs['schema']).with_id('StatisticsGen'), \
+      schema_gen
 
 
 def module_config(config: PipelineConfig, digest: str,
@@ -91,23 +156,38 @@ def module_config(config: PipelineConfig, digest: str,
 
 
 def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None,
-                    enable_cache: bool = True) -> tfx.dsl.Pipeline:
+                    enable_cache: bool = True, custom_resolvers: bool = True) -> tfx.dsl.Pipeline:
+  """The pipeline; `custom_resolvers=False` leaves out our two resolver strategies.
+
+  (Kubeflow v2 compiles only TFX's built-in ones: without them the DataGate
+  checks the schema alone, and the Trainer never warm-starts.)
+  """
   digest = code_digest()
   settings = module_config(config, digest, fixed_hparams)
 
-  example_gen = ImageExampleGen(
-      data=config.data,
-      input_fingerprint=f'{input_fingerprint(config)}:{digest}').with_id('ImageExampleGen')
-  statistics_gen = tfx.components.StatisticsGen(
-      examples=example_gen.outputs['examples']).with_id('StatisticsGen')
-  schema_gen = tfx.components.SchemaGen(
-      statistics=statistics_gen.outputs['statistics'],
-      infer_feature_shape=True).with_id('SchemaGen')
+  example_gen = ImageExampleGen(data=config.data, code_digest=digest).with_id('ImageExampleGen')
+  statistics_gen, schema_gen = data_components(config, example_gen)
   example_validator = tfx.components.ExampleValidator(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema']).with_id('ExampleValidator')
+  previous_statistics = None
+  if custom_resolvers:  # the previous span's statistics, resolved after this span's exist
+    previous_statistics = tfx.dsl.Resolver(
+        strategy_class=PreviousSpanStatistics,
+        statistics=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ExampleStatistics,
+                                   producer_component_id=statistics_gen.id,
+                                   output_key='statistics'),
+    ).with_id('PreviousSpanStatistics')
+    previous_statistics.add_upstream_node(statistics_gen)
+  data_gate = DataGate(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema'],
+      baseline_statistics=previous_statistics.outputs['statistics']
+      if previous_statistics else None,
+      on_drift=config.data.on_drift).with_id('DataGate')
+  window = training_window(config, example_gen)
   transform = tfx.components.Transform(
-      examples=example_gen.outputs['examples'],
+      examples=window,
       schema=schema_gen.outputs['schema'],
       preprocessing_fn=PREPROCESSING_FN,
       splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=[]),
@@ -115,9 +195,10 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       disable_statistics=True,
       custom_config={'image_size': config.model.image_size,
                      'code_digest': digest}).with_id('Transform')
-
+  transform.add_upstream_node(example_gen)  # the window's channel does not order them
+  transform.add_upstream_node(data_gate)  # nothing trains on data the gate refused
   train_inputs = dict(
-      examples=example_gen.outputs['examples'],
+      examples=window,
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
@@ -126,18 +207,31 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
   tuner = None
   if config.tune.enabled:
     tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **train_inputs).with_id('Tuner')
-  trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
-      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      **train_inputs).with_id('Trainer')
-
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('LatestBlessedModelResolver')
+  warm_start_model = None
+  if config.train.warm_start and custom_resolvers:
+    warm_start_model = tfx.dsl.Resolver(
+        strategy_class=BlessedModelBeforeNewestSpan,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen.id, output_key='examples'),
+    ).with_id('WarmStartModelResolver')
+    warm_start_model.add_upstream_node(example_gen)  # knows the newest span
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      # Warm start: the last blessed model not trained on the newest span
+      # (components/warm_start.py); run_fn checks that its architecture matches.
+      base_model=warm_start_model.outputs['model'] if warm_start_model else None,
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
+      **train_inputs).with_id('Trainer')
+
   evaluator = tfx.components.Evaluator(
-      examples=example_gen.outputs['examples'],
+      examples=window,  # candidate and baseline on the window's eval splits
       model=trainer.outputs['model'],
       baseline_model=model_resolver.outputs['model'],
       example_splits=['eval'],
@@ -158,7 +252,9 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
           pusher_executor.Executor)).with_id('Pusher')
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
-                      transform, tuner, trainer, model_resolver, evaluator, serving_check, pusher]
+                      previous_statistics, data_gate, transform, tuner, model_resolver,
+                      warm_start_model, trainer, evaluator, serving_check,
+                      pusher]
   # SQLite MLMD for local runs; on Kubeflow/Vertex (a URL root) the orchestrator
   # brings its own metadata store.
   metadata = None if '://' in config.metadata_path else \

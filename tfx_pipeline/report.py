@@ -61,6 +61,23 @@ class Evaluation:
   failures: List[str]  # threshold messages when not ok
   blessed: Optional[bool]
   baseline_uri: Optional[str]  # the blessed model compared against
+  # Per class (TFMA's label slices): {'candidate'|'baseline': {label: accuracy}}
+  class_accuracy: Dict[str, Dict[int, float]] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanRow:
+  """One Examples artifact of the training window."""
+  span: int  # 0: a plain tree or tfds
+  train_images: Optional[int]  # written per split, from image_counts.json
+  eval_images: Optional[int]
+  ingested_now: bool  # written by this run's ImageExampleGen (else resolved from MLMD)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spans:
+  rows: List[SpanRow]
+  paths: List[str]  # the summary's lines: span ingested, window, tuner, warm start
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +101,7 @@ class ReportInputs:
   history: Union[List[Dict[str, float]], Missing]  # Trainer's history.json
   evaluation: Union[Evaluation, Missing]
   pushed_to: Union[str, Missing]
+  spans: Union[Spans, Missing] = Missing('No training window recorded.')
 
 
 # ----------------------------------------------------------------------------
@@ -367,9 +385,14 @@ def evaluation_section(evaluation: Union[Evaluation, Missing], class_names: Sequ
       rows.append(('change', f'{candidate - baseline:+.4f}'))
   parts.append(_table(('model', 'eval accuracy'), rows))
   regression = gate.get('max_regression', 0)
+  per_class = gate.get('max_class_regression', 1.0)
   parts.append(f'<p>Rules: eval accuracy at least {gate.get("min_accuracy", 0):.2f}, and '
                + (f'at most {regression:.4f} below' if regression else 'not below')
-               + ' the latest blessed model\'s.</p>')
+               + ' the latest blessed model\'s'
+               + (f'; on every class, at most {per_class:.3f} below the baseline\'s'
+                  if per_class < 1.0 else '')
+               + (f' and at least {gate["min_class_accuracy"]:.3f}'
+                  if gate.get('min_class_accuracy') else '') + '.</p>')
   if baseline is None:
     parts.append('<p>No baseline: no model had been blessed before, so only the floor '
                  'applied.</p>')
@@ -385,11 +408,34 @@ def evaluation_section(evaluation: Union[Evaluation, Missing], class_names: Sequ
     parts.append('<h3>Confusion matrix (eval split)</h3>')
     parts.append(_img(confusion_png(evaluation.confusion, names), 'confusion matrix'))
     accuracy = per_class_accuracy(evaluation.confusion)
-    parts.append(_table(('class', 'eval images', 'accuracy'),
-                        [(n, f'{sum(row):g}', '-' if a is None else f'{a:.3f}')
-                         for n, row, a in zip(names, evaluation.confusion, accuracy)]))
+    by_class = evaluation.class_accuracy
+    if 'baseline' in by_class:  # per class against the baseline (TFMA's label slices)
+      rows = []
+      for i, (n, row) in enumerate(zip(names, evaluation.confusion)):
+        c, b = by_class.get('candidate', {}).get(i), by_class['baseline'].get(i)
+        rows.append((n, f'{sum(row):g}', '-' if c is None else f'{c:.3f}',
+                     '-' if b is None else f'{b:.3f}',
+                     '-' if c is None or b is None else f'{c - b:+.3f}'))
+      parts.append(_table(('class', 'eval images', 'candidate', 'baseline', 'change'), rows))
+    else:
+      parts.append(_table(('class', 'eval images', 'accuracy'),
+                          [(n, f'{sum(row):g}', '-' if a is None else f'{a:.3f}')
+                           for n, row, a in zip(names, evaluation.confusion, accuracy)]))
   else:
     parts.append(_missing(Missing('No confusion matrix in the evaluation output.')))
+  return ''.join(parts)
+
+
+def spans_section(spans: Union[Spans, Missing]) -> str:
+  if isinstance(spans, Missing):
+    return _missing(spans)
+  rows = [('plain tree' if r.span == 0 else f'span {r.span}', _fmt(r.train_images),
+           _fmt(r.eval_images), 'this run' if r.ingested_now else 'earlier run')
+          for r in spans.rows]
+  parts = [_table(('Examples in the training window', 'train images', 'eval images',
+                   'ingested by'), rows)]
+  if spans.paths:
+    parts.append('<ul>' + ''.join(f'<li>{_e(p)}</li>' for p in spans.paths) + '</ul>')
   return ''.join(parts)
 
 
@@ -416,7 +462,8 @@ img{max-width:100%;display:block;margin:.6em 0}
 nav a{margin-right:1em}
 """
 
-SECTIONS = (('timeline', 'Component timeline'), ('data', 'Data'), ('tuning', 'Tuner trials'),
+SECTIONS = (('timeline', 'Component timeline'), ('spans', 'Training window and path'),
+            ('data', 'Data'), ('tuning', 'Tuner trials'),
             ('training', 'Training'), ('evaluation', 'Evaluation'), ('push', 'Push'))
 
 
@@ -440,6 +487,7 @@ def build_report(inputs: ReportInputs) -> str:
   """The whole page as one string; no file or MLMD access."""
   bodies = {
       'timeline': timeline_section(inputs.timeline),
+      'spans': spans_section(inputs.spans),
       'data': data_section(inputs.counts, inputs.class_names),
       'tuning': tuning_section(inputs.tuning),
       'training': training_section(inputs.history),
@@ -480,14 +528,14 @@ class _Run:
     self.config = config
     self.runs = {r.node_id: r for r in run_summary.component_runs(
         config.metadata_path, config.pipeline_name, since)}
-    self._store = run_summary.open_store(config.metadata_path) if self.runs else None
+    self.store = run_summary.open_store(config.metadata_path) if self.runs else None
 
   def artifact(self, node_id: str, key: str, inputs: bool = False):
     """The first artifact that `node_id` read (inputs) or wrote under `key`, else None."""
     run = self.runs.get(node_id)
     if run is None:
       return None
-    by_key = run_summary.artifacts_by_key(self._store, run.execution.id, inputs=inputs)
+    by_key = run_summary.artifacts_by_key(self.store, run.execution.id, inputs=inputs)
     found = by_key.get(key) or []
     return found[0] if found else None
 
@@ -535,7 +583,30 @@ def load_tuning(run: _Run) -> Union[Tuning, Missing]:
   return Tuning(_read_json(results), best)
 
 
-def load_evaluation(run: _Run, num_classes: int) -> Union[Evaluation, Missing]:
+def load_spans(run: _Run) -> Union[Spans, Missing]:
+  """The Trainer's input Examples (the window), their spans and counts."""
+  from components import features  # pylint: disable=g-import-not-at-top
+  trainer = run.runs.get('Trainer')
+  if trainer is None or trainer.state not in ('done', 'cached'):
+    return run.why_missing('Trainer', 'training window')
+  window = run_summary.artifacts_by_key(run.store, trainer.execution.id,
+                                        inputs=True).get('examples', [])
+  ingested = run.artifact('ImageExampleGen', 'examples')
+  rows = []
+  for artifact in window:
+    path = os.path.join(artifact.uri, features.COUNTS_FILE)
+    splits = _read_json(path).get('splits', {}) if _exists(path) else {}
+    span = artifact.custom_properties['span'].int_value \
+        if 'span' in artifact.custom_properties else 0
+    rows.append(SpanRow(span, splits.get('train', {}).get('written'),
+                        splits.get('eval', {}).get('written'),
+                        ingested is not None and ingested.id == artifact.id))
+  return Spans(sorted(rows, key=lambda r: r.span),
+               run_summary.path_lines(run.store, list(run.runs.values()), run.config))
+
+
+def load_evaluation(run: _Run, num_classes: int,
+                    class_names: Sequence[str] = ()) -> Union[Evaluation, Missing]:
   """Accuracy per model, confusion matrix and decision from the TFMA output."""
   artifact = run.artifact('Evaluator', 'evaluation')
   if artifact is None:
@@ -561,9 +632,8 @@ def load_evaluation(run: _Run, num_classes: int) -> Union[Evaluation, Missing]:
     validation_ok = validation.validation_ok
     for per_slice in validation.metric_validations_per_slice:
       for failure in per_slice.failures:
-        failures.append(f'{failure.metric_key.name}'
-                        f'{" (change vs baseline)" if failure.metric_key.is_diff else ""}: '
-                        f'{failure.message}')
+        failures.append(f'{run_summary.slice_words(per_slice.slice_key, class_names)} '
+                        f'{run_summary.failure_words(failure)}')
   except Exception:  # pylint: disable=broad-except  # an older run without validations
     pass
   blessing = run.artifact('Evaluator', 'blessing')
@@ -572,7 +642,8 @@ def load_evaluation(run: _Run, num_classes: int) -> Union[Evaluation, Missing]:
     blessed = bool(blessing.custom_properties['blessed'].int_value)
   baseline = run.artifact('Evaluator', 'baseline_model', inputs=True)
   return Evaluation(accuracy, confusion, validation_ok, failures, blessed,
-                    baseline.uri if baseline is not None else None)
+                    baseline.uri if baseline is not None else None,
+                    run_summary.class_accuracy(artifact.uri))
 
 
 def load_push(run: _Run) -> Union[str, Missing]:
@@ -616,8 +687,9 @@ def gather(config: PipelineConfig, since: float) -> ReportInputs:
       counts=counts,
       tuning=load_tuning(run),
       history=history_path if isinstance(history_path, Missing) else _read_json(history_path),
-      evaluation=load_evaluation(run, len(class_names)),
-      pushed_to=load_push(run))
+      evaluation=load_evaluation(run, len(class_names), class_names),
+      pushed_to=load_push(run),
+      spans=load_spans(run))
 
 
 def write_report(config: PipelineConfig, since: float) -> str:

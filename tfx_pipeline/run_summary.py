@@ -7,16 +7,20 @@ that the LocalDagRunner writes.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.features import CLASS_NAMES_FILE
+from components.features import LABEL_KEY
 from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.config import absolute
 
 _State = metadata_store_pb2.Execution.State
 _DONE = {_State.COMPLETE: 'done', _State.CACHED: 'cached', _State.FAILED: 'FAILED',
@@ -138,6 +142,7 @@ class Summary:
   wall_seconds: float
   serving_check: Optional[bool] = None  # ServingCheck's verdict (TF Serving's loader path)
   serving_check_words: str = ''
+  paths: List[str] = dataclasses.field(default_factory=list)  # spans, tuner, warm start
   report: Optional[str] = None  # path of report.html, when it was written
   pipeline_root: Optional[str] = None  # for the TensorBoard command
 
@@ -145,6 +150,7 @@ class Summary:
     lines = ['', f'Run finished in {format_seconds(self.wall_seconds)}:']
     for run in self.runs:
       lines.append(f'  {run.node_id:28s} {run.state:8s} {format_seconds(run.seconds):>8}')
+    lines.extend(self.paths)
     if self.blessed is None:
       lines.append('Evaluator: no result (the pipeline stopped before it)')
     elif self.blessed:
@@ -206,6 +212,21 @@ def eval_accuracy(evaluation_uri: str) -> Dict[str, float]:
   return accuracy
 
 
+def class_accuracy(evaluation_uri: str) -> Dict[str, Dict[int, float]]:
+  """Eval accuracy per class (TFMA's `label` slices), per model: {'candidate': {3: 0.9}, ...}."""
+  import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
+  result: Dict[str, Dict[int, float]] = {}
+  for metrics in tfma.load_metrics(evaluation_uri):
+    keys = metrics.slice_key.single_slice_keys
+    if len(keys) != 1 or keys[0].column != LABEL_KEY:
+      continue
+    for kv in metrics.metric_keys_and_values:
+      if kv.key.name == ACCURACY_METRIC and not kv.key.is_diff:
+        result.setdefault(kv.key.model_name or 'candidate', {})[keys[0].int64_value] = \
+            kv.value.double_value.value
+  return result
+
+
 def accuracy_words(accuracy: Dict[str, float]) -> str:
   """'eval accuracy 0.8550 (baseline 0.8400)', or '' when nothing was measured."""
   if 'candidate' not in accuracy:
@@ -216,7 +237,35 @@ def accuracy_words(accuracy: Dict[str, float]) -> str:
   return words + '. '
 
 
-def gate_reason(evaluation_uri: str) -> str:
+def slice_words(slice_key, class_names: Sequence[str] = ()) -> str:
+  """'overall', or 'class 3 (cat)' for TFMA's label slice."""
+  words = []
+  for key in slice_key.single_slice_keys:
+    value = key.int64_value if key.HasField('int64_value') else (
+        key.bytes_value.decode() if key.HasField('bytes_value') else key.float_value)
+    if key.column == LABEL_KEY and isinstance(value, int):
+      name = class_names[value] if 0 <= value < len(class_names) else '?'
+      words.append(f'class {value} ({name})')
+    else:
+      words.append(f'{key.column}={value}')
+  return ', '.join(words) or 'overall'
+
+
+def failure_words(failure) -> str:
+  """A TFMA ValidationFailure as 'sparse_categorical_accuracy change vs baseline -1.0000
+  (allowed -0.3000)' or '... 0.4200 (floor 0.8000)'."""
+  name = failure.metric_key.name
+  value = failure.metric_value.double_value.value
+  threshold = failure.metric_threshold
+  if failure.metric_key.is_diff:
+    words = (f'{name} change vs baseline {value:+.4f} (allowed '
+             f'{threshold.change_threshold.absolute.value:+.4f})')
+  else:
+    words = f'{name} {value:.4f} (floor {threshold.value_threshold.lower_bound.value:.4f})'
+  return f'{words}: {failure.message}' if failure.message else words
+
+
+def gate_reason(evaluation_uri: str, class_names: Sequence[str] = ()) -> str:
   """Plain words for the Evaluator's decision, from TFMA's metrics and validation result."""
   import tensorflow_model_analysis as tfma  # pylint: disable=g-import-not-at-top
   try:
@@ -232,16 +281,75 @@ def gate_reason(evaluation_uri: str) -> str:
   reasons = []
   for failure in result.metric_validations_per_slice:
     for f in failure.failures:
-      reasons.append(f'{f.metric_key.name}: {f.message}')
+      reasons.append(f'{slice_words(failure.slice_key, class_names)} {failure_words(f)}')
   return f'{measured}Failed: ' + '; '.join(reasons)
+
+
+def _read_json(path: str) -> Optional[dict]:
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  if not tf.io.gfile.exists(path):
+    return None
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def path_lines(store, runs: Sequence[ComponentRun], config: PipelineConfig) -> List[str]:
+  """Which way this run went: the span ingested, the window, the search, the start."""
+  # pylint: disable=g-import-not-at-top  # TensorFlow-heavy; loaded by then anyway
+  from components.warm_start import PLAN_FILE as WARM_START_FILE
+  from tuning.tuner import LAST_SEARCH_FILE
+  lines = []
+  by_id = {run.node_id: run for run in runs}
+  gen = by_id.get('ImageExampleGen')
+  trainer = by_id.get('Trainer')
+  if gen and gen.state in ('done', 'cached'):
+    spans = [_int_property(a, 'span') for a in _output_artifacts(store, gen.execution.id)]
+    if any(spans):
+      lines.append(f'Span: ingested span {spans[0]}' +
+                   (' (cached)' if gen.state == 'cached' else ''))
+  gate = by_id.get('DataGate')
+  if gate and gate.state in ('done', 'cached'):
+    for artifact in _output_artifacts(store, gate.execution.id):
+      if 'data_gate' in artifact.custom_properties:
+        lines.append(f"Data gate: {artifact.custom_properties['data_gate'].string_value}")
+  if trainer and trainer.state in ('done', 'cached'):
+    examples = artifacts_by_key(store, trainer.execution.id, inputs=True).get('examples', [])
+    spans = sorted(s for s in (_int_property(a, 'span') for a in examples) if s)
+    if spans:
+      lines.append(f'Training window: spans {spans}')
+  tuner = by_id.get('Tuner')
+  if tuner and tuner.state == 'done':
+    last = _read_json(os.path.join(absolute(config.tuner_dir), LAST_SEARCH_FILE))
+    if last:
+      lines.append(f"Tuner: {last['reason']}")
+  elif tuner and tuner.state == 'cached':
+    lines.append('Tuner: cached (same inputs as an earlier run)')
+  if trainer and trainer.state in ('done', 'cached'):
+    for run_dir in artifacts_by_key(store, trainer.execution.id).get('model_run', []):
+      plan = _read_json(os.path.join(run_dir.uri, WARM_START_FILE))
+      if plan:
+        lines.append(f"Trainer: {plan['reason']}, {plan['epochs']} epochs")
+  return lines
+
+
+def class_names_of_run(store, runs: Sequence[ComponentRun]) -> List[str]:
+  for run in runs:
+    if run.node_id == 'ImageExampleGen' and run.state in ('done', 'cached'):
+      for artifact in _output_artifacts(store, run.execution.id):
+        names = _read_json(os.path.join(artifact.uri, CLASS_NAMES_FILE))
+        if names:
+          return names
+  return []
 
 
 def summarize(config: PipelineConfig, since: float) -> Summary:
   runs = component_runs(config.metadata_path, config.pipeline_name, since)
   blessed, reason, pushed_to = None, '', None
-  serving_ok, serving_words = None, ''
+  serving_ok, serving_words, paths = None, '', []
   if runs:
     store = open_store(config.metadata_path)
+    paths = path_lines(store, runs, config)
+    class_names = class_names_of_run(store, runs)
     for run in runs:
       if run.state not in ('done', 'cached'):
         continue
@@ -252,7 +360,7 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
           if flag is not None:
             blessed = bool(flag)
           elif artifact.uri and artifact.type_id and 'evaluation' in artifact.uri.lower():
-            reason = gate_reason(artifact.uri)
+            reason = gate_reason(artifact.uri, class_names)
       if run.node_id == 'ServingCheck':
         for artifact in outputs:
           flag = _int_property(artifact, 'blessed')
@@ -264,5 +372,5 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
           if _int_property(artifact, 'pushed'):
             pushed_to = artifact.custom_properties['pushed_destination'].string_value
   return Summary(runs, blessed, reason, pushed_to, time.time() - since,
-                 serving_check=serving_ok, serving_check_words=serving_words,
+                 serving_check=serving_ok, serving_check_words=serving_words, paths=paths,
                  pipeline_root=config.pipeline_root)

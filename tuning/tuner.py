@@ -4,8 +4,10 @@ The search runs on a subset of the train and eval splits
 (`TuneConfig.train_examples` / `eval_examples`) with short trials
 (`max_epochs`); the Trainer then trains the winner for the full schedule.
 Search state lives in a stable directory under the pipeline root, keyed by a
-digest of everything that shapes the search, so an interrupted search resumes
-where it stopped and a changed search starts fresh.
+digest of the model, the tuning config and the class names (not the data's
+artifact URIs), so an interrupted search resumes where it stopped, a finished
+one is reused when new data arrives (a day-two Tuner only reloads it), and a
+changed search starts fresh. `--retune` starts a new generation.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, Dict, List, NamedTuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 import keras
 import keras_tuner
@@ -33,6 +35,7 @@ from tuning.search_space import search_space
 
 OBJECTIVE = keras_tuner.Objective(f'val_{training.ACCURACY}', direction='max')
 TENSORBOARD_DIR = 'tensorboard'  # per-trial TensorBoard logs, inside the search's directory
+LAST_SEARCH_FILE = 'last_search.json'  # in the tuner dir: which search the last run used, why
 
 
 class Round(NamedTuple):
@@ -70,11 +73,44 @@ def search_epochs(tune: config_lib.TuneConfig) -> int:
   return total
 
 
-def search_digest(module_config: Dict[str, Any], train_files: List[str]) -> str:
-  """Identifies a search: same tuning config, model and data -> same directory."""
-  key = json.dumps({'model': module_config['model'], 'tune': module_config['tune'],
-                    'data': sorted(train_files)}, sort_keys=True)
+def search_digest(module_config: Dict[str, Any], class_names: List[str]) -> str:
+  """Identifies a search: same model, tuning config and classes -> the same search.
+
+  The data's artifact URIs are left out on purpose: a new span (or any new
+  data) reuses the finished search instead of searching again. `retune`
+  is left out too; it moves to a new generation instead (`choose_project`).
+  """
+  tune = {k: v for k, v in module_config['tune'].items() if k != 'retune'}
+  key = json.dumps({'model': module_config['model'], 'tune': tune, 'classes': class_names},
+                   sort_keys=True)
   return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def choose_project(tuner_dir: str, algorithm: str, digest: str,
+                   retune: bool) -> Tuple[str, str]:
+  """(keras-tuner project name, one line on why) for this search.
+
+  Generation 0 is the first search for `digest`; `retune` starts the next
+  generation and records it, so later runs without --retune reuse it.
+  """
+  pointer = os.path.join(tuner_dir, f'{algorithm}-{digest}.generation')
+  generation = 0
+  if tf.io.gfile.exists(pointer):
+    with tf.io.gfile.GFile(pointer) as f:
+      generation = int(f.read().strip() or 0)
+  project = f'{algorithm}-{digest}-g{generation}'
+  if retune:
+    generation += 1
+    project = f'{algorithm}-{digest}-g{generation}'
+    tf.io.gfile.makedirs(tuner_dir)
+    with tf.io.gfile.GFile(pointer, 'w') as f:
+      f.write(str(generation))
+    return project, 'new search (--retune)'
+  if tf.io.gfile.exists(os.path.join(tuner_dir, project, 'oracle.json')):
+    return project, ('reused the search of the same model, tuning config and classes (a '
+                     'finished one does not search again, an interrupted one resumes; '
+                     '--retune searches anew)')
+  return project, 'new search: none yet for this model, tuning config and classes'
 
 
 def build_tuner(hypermodel, tune: config_lib.TuneConfig, hp, directory: str,
@@ -131,8 +167,7 @@ def tuner_fn(fn_args) -> TunerFnResult:
   train = config_lib.train_config_from_dict(settings['train'])
   tune = config_lib.tune_config_from_dict(settings['tune'])
   training.seed_everything(tune.seed, train.deterministic)
-  class_names = features.read_class_names(
-      features.examples_uri_from_split_pattern(fn_args.train_files[0]))
+  class_names = features.window_class_names(fn_args.train_files + fn_args.eval_files)
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   schema = tft_output.raw_metadata.schema
 
@@ -146,13 +181,17 @@ def tuner_fn(fn_args) -> TunerFnResult:
       data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
       batch_size=train.batch_size, training=False, take=tune.eval_examples)
 
-  project = f'{tune.algorithm}-{search_digest(settings, fn_args.train_files)}'
+  project, why = choose_project(settings['tuner_dir'], tune.algorithm,
+                                search_digest(settings, class_names), tune.retune)
+  tf.io.gfile.makedirs(settings['tuner_dir'])
+  with tf.io.gfile.GFile(os.path.join(settings['tuner_dir'], LAST_SEARCH_FILE), 'w') as f:
+    json.dump({'project': project, 'reason': why}, f)
   hypermodel = functools.partial(
       _hypermodel, model=model, num_classes=len(class_names),
       total_steps=steps_per_epoch * tune.max_epochs, jit_compile=train.jit_compile)
   tuner = drop_checkpoints_when_done(build_tuner(
       hypermodel, tune, search_space(tune, model.variant), settings['tuner_dir'], project))
-  logging.info('Tuner: %s search in %s, %d subset epochs of %d examples',
+  logging.info('Tuner: %s; %s search in %s, %d subset epochs of %d examples', why,
                tune.algorithm, os.path.join(settings['tuner_dir'], project),
                search_epochs(tune), n_train)
   # keras-tuner gives each trial its own log dir under this one and adds the

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import time
 
@@ -31,12 +31,12 @@ from tfx.types import artifact_utils
 
 from components import features
 from components import progress
+from components.example_gen import driver
 from components.example_gen import sources
 from tfx_pipeline import config as config_lib
 
 METRICS_NAMESPACE = 'ImageExampleGen'
-DATA_CONFIG_KEY = 'data_config'
-FINGERPRINT_KEY = 'input_fingerprint'
+DATA_CONFIG_KEY = driver.DATA_CONFIG_KEY
 EXAMPLES_KEY = 'examples'
 TFDS_SHARDS = 8  # sub-splits of a tfds split, read in parallel
 PROGRESS_EVERY = 5_000  # images checked per worker between progress lines
@@ -44,18 +44,38 @@ CONSOLE_LIST_LIMIT = 50  # skipped/ignored files named on the console (all are i
 
 
 class RawImage(NamedTuple):
-  image_id: str  # stable id (relative path or tfds id)
+  image_id: str  # stable id: path under the input base (span folder included), or tfds id
   split: str  # output split: train | eval
   label: int
-  data: Optional[bytes]  # None: read `image_id` from the tree
+  data: Optional[bytes]  # None: read `relpath` from the tree
+  relpath: Optional[str] = None  # path under the tree root
 
 
 class BadImageError(RuntimeError):
   """Raised with the list of undecodable files when on_bad_image='fail'."""
 
 
-def check_image(data: bytes):
-  """Returns (height, width) of decodable image bytes; raises ValueError otherwise."""
+class ImageFacts(NamedTuple):
+  """What ExampleGen records about one image, beside its bytes and label."""
+  height: int
+  width: int
+  channels: int  # in the file: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA
+  means: Tuple[float, float, float]  # per RGB channel, 0..255
+  contrast: float  # standard deviation of the luminance, 0..255
+  encoded_bytes: int
+  format: str  # jpeg | png
+
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
+
+
+def check_image(data: bytes) -> ImageFacts:
+  """Facts about decodable image bytes; raises ValueError otherwise.
+
+  Decodes once, in the file's own channels; the RGB view is what the
+  transform graph's decode (3 channels) gives: gray replicated, alpha dropped.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   if not data:
     raise ValueError('empty file')
@@ -63,24 +83,45 @@ def check_image(data: bytes):
     # tf.io.decode_image would take GIF and BMP too, which serving refuses.
     raise ValueError('not a JPEG or PNG file')
   try:
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    image = tf.io.decode_image(data, channels=0, expand_animations=False).numpy()
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
     message = re.sub(r'\{\{[^}]*\}\}\s*', '', e.message).strip().splitlines()[0]
     raise ValueError(message) from None
-  height, width = int(image.shape[0]), int(image.shape[1])
+  height, width, channels = image.shape
   if not height or not width:
     raise ValueError(f'decoded to an empty {height}x{width} image')
-  return height, width
+  rgb = image[..., :3] if channels >= 3 else np.repeat(image[..., :1], 3, axis=-1)
+  rgb = rgb.astype(np.float32)
+  luma = rgb @ np.array(LUMA, np.float32)
+  return ImageFacts(
+      height=int(height), width=int(width), channels=int(channels),
+      means=tuple(float(m) for m in rgb.mean(axis=(0, 1))), contrast=float(luma.std()),
+      encoded_bytes=len(data), format='jpeg' if data.startswith(features.JPEG_MAGIC) else 'png')
 
 
-def to_example(image_id: str, data: bytes, label: int, height: int, width: int) -> bytes:
+def to_example(image_id: str, data: bytes, label: int, facts: ImageFacts) -> bytes:
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  def ints(value):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+  def floats(value):
+    return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+
+  def bytes_(value):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
   feature = {
-      features.IMAGE_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[data])),
-      features.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
-      features.ID_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(value=[image_id.encode()])),
-      features.HEIGHT_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[height])),
-      features.WIDTH_KEY: tf.train.Feature(int64_list=tf.train.Int64List(value=[width])),
+      features.IMAGE_KEY: bytes_(data),
+      features.LABEL_KEY: ints(label),
+      features.ID_KEY: bytes_(image_id.encode()),
+      features.HEIGHT_KEY: ints(facts.height),
+      features.WIDTH_KEY: ints(facts.width),
+      features.CHANNELS_KEY: ints(facts.channels),
+      features.CONTRAST_KEY: floats(facts.contrast),
+      features.ENCODED_BYTES_KEY: ints(facts.encoded_bytes),
+      features.FORMAT_KEY: bytes_(facts.format.encode()),
+      **{key: floats(mean) for key, mean in zip(features.MEAN_KEYS, facts.means)},
   }
   return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
@@ -114,14 +155,14 @@ class _DecodeCheck(beam.DoFn):
     self._count('read', raw.split, raw.label)
     try:
       data = raw.data if raw.data is not None else sources.read_file_in_tree(
-          self._root, raw.image_id)
-      height, width = check_image(data)
+          self._root, raw.relpath)
+      facts = check_image(data)
     except (OSError, ValueError) as e:
       self._count('skipped', raw.split, raw.label)
       yield beam.pvalue.TaggedOutput(self.BAD, f'{raw.split}\t{raw.image_id}\t{e}')
       return
     self._count('written', raw.split, raw.label)
-    yield raw.split, to_example(raw.image_id, data, raw.label, height, width)
+    yield raw.split, to_example(raw.image_id, data, raw.label, facts)
 
 
 def _read_tfds_shard(shard: str, data: config_lib.DataConfig) -> Iterator[RawImage]:
@@ -137,17 +178,22 @@ class _Source(NamedTuple):
   notes: Dict[str, Any]  # what the source left out, for logs and metadata
 
 
-def _image_dir_source(data: config_lib.DataConfig) -> _Source:
-  scan = sources.scan_image_tree(data.image_dir)
+def _image_dir_source(data: config_lib.DataConfig, root: str) -> _Source:
+  """The images of the tree at `root`: the plain --image-dir, or this run's span folder."""
+  scan = sources.scan_image_tree(root)
   plan = sources.plan_splits(scan.splits)
   files = sources.cap_per_split(scan.files, data.max_examples, data.split_seed)
+  prefix = sources.image_id_prefix(data.image_dir, root)
   raws = []
   # Hash order, not folder order: readers that take the first N records get a
   # mix of classes (Beam's DirectRunner keeps this order when writing).
   for f in sources.hash_order(files, data.split_seed):
+    image_id = prefix + f.relpath
+    # The split hashes the path inside the tree, not the span: an image keeps
+    # its split whether it arrives in a span or in one plain tree.
     split = sources.output_split(f.split, f.relpath, plan, data.eval_percent, data.split_seed)
     if split:
-      raws.append(RawImage(f.relpath, split, f.label, None))
+      raws.append(RawImage(image_id, split, f.label, None, f.relpath))
   _log_list('ignored', [f'{path}: {reason}' for path, reason in scan.ignored])
   notes = {'ignored': [{'path': p, 'reason': r} for p, r in scan.ignored],
            'unused_splits': list(plan.unused),
@@ -189,9 +235,20 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     data = config_lib.DataConfig(**json.loads(exec_properties[DATA_CONFIG_KEY]))
     examples = artifact_utils.get_single_instance(output_dict[EXAMPLES_KEY])
     examples.split_names = artifact_utils.encode_split_names(list(sources.OUTPUT_SPLITS))
-    source = _image_dir_source(data) if data.image_dir else _tfds_source(data)
-    progress.LOGGER.info('ImageExampleGen: reading %s, %d classes', data.source_name,
-                         len(source.class_names))
+    # The driver resolved which span this run reads; without it (a direct
+    # call), the newest span or the plain tree.
+    resolved = exec_properties if driver.IMAGE_ROOT_KEY in exec_properties else \
+        driver.resolve(data, '')
+    span = int(resolved[driver.SPAN_KEY])
+    # Span and version as artifact properties too: resolver ops and
+    # StatisticsGen read those, TFX's driver writes only the custom property.
+    examples.span, examples.version = span, int(resolved[driver.VERSION_KEY])
+    examples.set_int_custom_property(driver.SPAN_KEY, span)
+    source = _image_dir_source(data, resolved[driver.IMAGE_ROOT_KEY]) if data.image_dir \
+        else _tfds_source(data)
+    progress.LOGGER.info('ImageExampleGen: reading %s%s, %d classes', data.source_name,
+                         f' (span {span}: {source.root})' if sources.has_spans(
+                             data.image_dir or '') else '', len(source.class_names))
 
     pipeline = self._make_beam_pipeline()
     checked = (pipeline

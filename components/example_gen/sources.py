@@ -199,6 +199,107 @@ def fingerprint_tree(root: str) -> str:
   return h.hexdigest()[:16]
 
 
+# ---------------------------------------------------------------- spans
+
+# TFX's span placeholder: `--image-dir 'DIR/span-{SPAN}'` names a folder per
+# span, each a class-folder tree. `{SPAN}` matches an unpadded number;
+# `{SPAN:2}` a zero-padded one of that width (TFX's rules).
+SPAN_TOKEN = '{SPAN'
+IMAGES_GLOB = '*/*/*'  # <split>/<class>/<image> under a tree root
+
+
+def has_spans(image_dir: str) -> bool:
+  return SPAN_TOKEN in image_dir
+
+
+def span_layout(image_dir: str) -> Tuple[str, str]:
+  """'DIR/span-{SPAN}' -> ('DIR', 'span-{SPAN}'): TFX's input base and the pattern under it.
+
+  The base is the longest leading path without the placeholder; a plain tree
+  is its own base, with an empty pattern.
+  """
+  image_dir = os.path.abspath(os.path.expanduser(image_dir))
+  if not has_spans(image_dir):
+    return image_dir, ''
+  parts = image_dir.split(os.sep)
+  first = next(i for i, part in enumerate(parts) if SPAN_TOKEN in part)
+  return os.sep.join(parts[:first]) or os.sep, os.sep.join(parts[first:])
+
+
+def latest_span(image_dir: str) -> Tuple[int, str]:
+  """(span, tree root) of the newest span, by TFX's own span resolution (span 0: no spans).
+
+  Raises SourceError when the pattern matches nothing.
+  """
+  from tfx.components.example_gen import utils as example_gen_utils  # pylint: disable=g-import-not-at-top
+  from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
+  base, pattern = span_layout(image_dir)
+  if not pattern:
+    return 0, base
+  split = example_gen_pb2.Input.Split(name='images', pattern=f'{pattern}/{IMAGES_GLOB}')
+  try:
+    _, span, _ = example_gen_utils.calculate_splits_fingerprint_span_and_version(base, [split])
+  except ValueError as e:
+    raise SourceError(f'--image-dir {image_dir}: no span folder with images matches '
+                      f'({e}); expected e.g. {base}/span-1/train/<class>/*.jpg') from None
+  # TFX rewrote the pattern with the span it chose.
+  return span, os.path.join(base, split.pattern[:-len(IMAGES_GLOB) - 1])
+
+
+def span_roots(image_dir: str) -> List[Tuple[int, str]]:
+  """Every (span, tree root) on disk that the pattern matches, oldest first."""
+  import re  # pylint: disable=g-import-not-at-top
+  base, pattern = span_layout(image_dir)
+  if not pattern:
+    return [(0, base)]
+  regex = re.escape(pattern)
+  regex = re.sub(r'\\\{SPAN(?::(\d+))?\\\}', lambda m: r'(\d{%s})' % m.group(1)
+                 if m.group(1) else r'(\d+)', regex)
+  found = []
+  depth = pattern.count(os.sep) + 1  # how deep the span folders sit under the base
+  for dirpath, dirnames, _ in os.walk(base):
+    rel = os.path.relpath(dirpath, base)
+    if rel != '.' and rel.count(os.sep) + 1 >= depth:
+      dirnames[:] = []  # nothing below a span folder is another span
+    match = re.fullmatch(regex, rel)
+    if match:
+      found.append((int(match.group(1)), dirpath))
+  return sorted(found)
+
+
+def class_change(before: Sequence[str], after: Sequence[str]) -> str:
+  """'' when the class names agree; else what was added and dropped, in words."""
+  added = sorted(set(after) - set(before))
+  dropped = sorted(set(before) - set(after))
+  parts = ([f'adds {added}'] if added else []) + ([f'drops {dropped}'] if dropped else [])
+  return ' and '.join(parts)
+
+
+def check_span_classes(image_dir: str, class_names: Sequence[str]) -> None:
+  """Raises SourceError when the newest span's classes differ from the span before it.
+
+  Labels are indices into the sorted class names, so a span that adds or
+  drops a class would silently relabel every other one.
+  """
+  roots = span_roots(image_dir)
+  if len(roots) < 2:
+    return
+  (prev_span, prev_root), (span, root) = roots[-2], roots[-1]
+  previous = scan_image_tree(prev_root).class_names
+  change = class_change(previous, class_names)
+  if change:
+    raise SourceError(
+        f'span {span} ({root}) {change} against span {prev_span}: its classes are '
+        f'{list(class_names)}, span {prev_span} has {list(previous)}; every span must '
+        'hold the same class folders')
+
+
+def image_id_prefix(image_dir: str, root: str) -> str:
+  """'' for a plain tree; 'span-3/' for a span, so ids stay unique across spans."""
+  base, pattern = span_layout(image_dir)
+  return '' if not pattern else os.path.relpath(root, base).replace(os.sep, '/') + '/'
+
+
 def read_file_in_tree(root: str, relpath: str) -> bytes:
   """Reads ROOT/relpath, refusing anything that resolves outside ROOT."""
   path = os.path.join(root, relpath)

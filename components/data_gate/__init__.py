@@ -1,0 +1,1 @@
+"""DataGate: schema anomalies and drift against the previous span stop the run before training."""

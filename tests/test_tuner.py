@@ -1,0 +1,34 @@
+"""Which keras-tuner search a run uses: reused across new data, new on --retune or a new space."""
+
+import json
+import os
+
+from tfx_pipeline import config
+from tuning import tuner
+
+SETTINGS = config.smoke().module_config()
+CLASSES = ['cat', 'dog']
+
+
+def test_the_search_key_ignores_data_but_not_model_tuning_or_classes():
+  key = tuner.search_digest(SETTINGS, CLASSES)
+  retune = {**SETTINGS, 'tune': {**SETTINGS['tune'], 'retune': True}}
+  assert tuner.search_digest(retune, CLASSES) == key
+  wider = {**SETTINGS, 'tune': {**SETTINGS['tune'], 'dense_units': [256]}}
+  assert tuner.search_digest(wider, CLASSES) != key
+  assert tuner.search_digest(SETTINGS, CLASSES + ['frog']) != key
+
+
+def test_a_finished_search_is_reused_until_retune_starts_the_next_generation(tmp_path):
+  tuner_dir = str(tmp_path)
+  project, why = tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)
+  assert project == 'hyperband-abc-g0' and why.startswith('new search: none yet')
+  os.makedirs(tmp_path / project)
+  (tmp_path / project / 'oracle.json').write_text(json.dumps({}))
+  project, why = tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)
+  assert project == 'hyperband-abc-g0' and why.startswith('reused the search')
+  project, why = tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=True)
+  assert (project, why) == ('hyperband-abc-g1', 'new search (--retune)')
+  # Later runs without --retune use the newest generation.
+  assert tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)[0] == \
+      'hyperband-abc-g1'
