@@ -9,6 +9,7 @@ TF Serving rejects with "Could not find variable") through that path.
 
 import json
 import os
+import threading
 
 import numpy as np
 import pytest
@@ -115,6 +116,18 @@ def test_a_check_that_does_not_answer_in_time_fails(exported):
   result = check_executor.run_check(path, '0', timeout=0.01)
   assert result == {'onednn': '0', 'ok': False, 'passed': [],
                     'failure': 'no answer within 0 s (load and warm-up replay)'}
+
+
+def test_both_settings_are_checked_at_once_and_reported_in_order(monkeypatch):
+  both_started = threading.Barrier(len(check_executor.ONEDNN_SETTINGS), timeout=10)
+
+  def fake_check(export_dir, onednn, timeout):
+    both_started.wait()  # raises BrokenBarrierError if the checks ran one after the other
+    return {'onednn': onednn, 'ok': True, 'passed': [export_dir]}
+
+  monkeypatch.setattr(check_executor, 'run_check', fake_check)
+  results = check_executor.run_checks('/m', timeout=1)
+  assert [r['onednn'] for r in results] == list(check_executor.ONEDNN_SETTINGS)
 
 
 @pytest.mark.parametrize('outputs, error', [

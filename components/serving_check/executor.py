@@ -1,7 +1,8 @@
 """ServingCheck's executor: the TF Serving loader check, in separate processes, as an InfraBlessing.
 
 For the candidate model it runs `python -m components.serving_check.check`
-twice, with TF_ENABLE_ONEDNN_OPTS=0 and =1: TF Serving builds exist with and
+twice at once (one process per core on a 2-core machine), with
+TF_ENABLE_ONEDNN_OPTS=0 and =1: TF Serving builds exist with and
 without oneDNN, and the setting changes which kernels run (an empty batch
 broke only under oneDNN). Each run is a fresh process, so nothing of the
 pipeline's own TensorFlow state helps the model load, and a hang is cut off
@@ -16,6 +17,7 @@ component and InfraValidator are interchangeable (docs/serving.md).
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -57,6 +59,13 @@ def run_check(export_dir: str, onednn: str, timeout: float) -> Dict[str, Any]:
   return {'onednn': onednn, **result}
 
 
+def run_checks(export_dir: str, timeout: float) -> List[Dict[str, Any]]:
+  """Both settings' checks side by side (each waits on its own process), in setting order."""
+  with concurrent.futures.ThreadPoolExecutor(len(ONEDNN_SETTINGS)) as pool:
+    return list(pool.map(lambda onednn: run_check(export_dir, onednn, timeout),
+                         ONEDNN_SETTINGS))
+
+
 def summary(results: List[Dict[str, Any]]) -> str:
   """One line for the log, MLMD and the run summary."""
   failed = [r for r in results if not r['ok']]
@@ -76,7 +85,7 @@ class Executor(base_executor.BaseExecutor):
     blessing = artifact_utils.get_single_instance(output_dict[BLESSING_KEY])
     export_dir = path_utils.serving_model_path(model.uri)
     timeout = float(exec_properties[TIMEOUT_KEY])
-    results = [run_check(export_dir, onednn, timeout) for onednn in ONEDNN_SETTINGS]
+    results = run_checks(export_dir, timeout)
     ok = all(r['ok'] for r in results)
     words = summary(results)
 
