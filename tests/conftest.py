@@ -7,6 +7,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import pytest  # noqa: E402
 
 import fixtures  # noqa: E402
+import smoke_runs  # noqa: E402
 
 IMAGE_SIZE = 32
 
@@ -47,6 +48,12 @@ def exported(tmp_path_factory, transform_output):
   path = serving.export(model, transform_output, fixtures.NUMBERED_CLASSES,
                         str(tmp_path_factory.mktemp('export') / 'model'))
   return model, tf.saved_model.load(path), path
+
+
+@pytest.fixture(scope='session')
+def smoke_days(tmp_path_factory):
+  """The four shared smoke runs of tests/smoke_runs.py (about 7 minutes on 2 cores)."""
+  return smoke_runs.make_days(str(tmp_path_factory.mktemp('days')))
 
 
 def pytest_report_header(config):

@@ -1,4 +1,9 @@
-"""The whole pipeline with the smoke preset on a generated tree: MLMD, push, serving, cache, report."""
+"""The whole pipeline with the smoke preset, end to end: MLMD, push, serving, cache, report.
+
+The runs are the session's shared smoke runs (tests/smoke_runs.py): the first
+run on span 1 of a generated tree, and a later run with no new data, which
+must hit the cache.
+"""
 
 import base64
 import glob
@@ -7,16 +12,13 @@ import os
 import re
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
-import fixtures
 from components import features
-from tfx_pipeline import run_summary
+from smoke_runs import CLASSES, PER_CLASS, runs_of
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
               'PreviousSpanStatistics', 'DataGate', 'WarmStartModelResolver',
               'Transform', 'Tuner', 'Trainer', 'LatestBlessedModelResolver', 'Evaluator',
@@ -25,30 +27,19 @@ UPSTREAM = COMPONENTS - {'LatestBlessedModelResolver', 'PreviousSpanStatistics',
                          'WarmStartModelResolver', 'Evaluator', 'ServingCheck', 'Pusher'}
 
 
-def run_pipeline(tree, root, serving, *extra):
-  cmd = [sys.executable, 'pipeline_runner.py', '--preset', 'smoke', '--image-dir', tree,
-         '--pipeline-root', root, '--serving-dir', serving, *extra]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
-  assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-  return result.stdout
-
-
-@pytest.fixture(scope='module')
-def first_run(tmp_path_factory):
-  tmp = tmp_path_factory.mktemp('e2e')
-  tree = fixtures.make_image_tree(str(tmp / 'tree'), per_class=20)
-  root, serving = str(tmp / 'root'), str(tmp / 'serving')
-  since = time.time()
-  out = run_pipeline(tree, root, serving)
-  return tree, root, serving, since, out
+@pytest.fixture
+def first_run(smoke_days):
+  """(span-1 tree, pipeline root, serving dir, the first day's snapshot, all days)."""
+  span1 = smoke_days['pattern'].replace('{SPAN}', '1')
+  return span1, smoke_days['root'], smoke_days['serving'], smoke_days[1], smoke_days
 
 
 @pytest.mark.slow
 def test_every_component_executed_in_mlmd(first_run):
-  _, root, _, since, out = first_run
-  runs = run_summary.component_runs(os.path.join(root, 'metadata.sqlite'),
-                                    'cifar10-alexnet', since)
-  assert {r.node_id: r.state for r in runs} == {c: 'done' for c in COMPONENTS}
+  _, _, _, day, days = first_run
+  out = day.out
+  assert {node: r.state for node, r in runs_of(days, 1).items()} == \
+      {c: 'done' for c in COMPONENTS}
   assert 'Evaluator: BLESSED' in out and 'Pushed: ' in out
   assert re.search(r'Evaluator: BLESSED\. eval accuracy [01]\.\d{4}\. ', out), out[-800:]
   for node in ('ImageExampleGen started', 'Trainer started', 'Trainer done in'):
@@ -68,12 +59,12 @@ def saved_model_cli(*args):
 def test_saved_model_cli_runs_both_signatures_of_the_pushed_version(first_run, tmp_path):
   """saved_model_cli run loads through a TF1 session, as TF Serving does."""
   from components import serving
-  tree, _, serving_dir, _, _ = first_run
-  version = os.path.join(serving_dir, os.listdir(serving_dir)[0])
+  tree, _, serving_dir, day, _ = first_run
+  version = os.path.join(serving_dir, day.pushed[0])
   shown = saved_model_cli('show', '--dir', version, '--all')
   for name in (features.SERVING_SIGNATURE, features.EXAMPLE_SIGNATURE):
     assert f"signature_def['{name}']" in shown
-  jpeg = open(sorted(glob.glob(f'{tree}/train/cat/*.jpg'))[0], 'rb').read()
+  jpeg = open(sorted(glob.glob(f'{tree}/train/{CLASSES[0]}/*.jpg'))[0], 'rb').read()
   for signature, name, value in (
       (features.SERVING_SIGNATURE, features.SERVING_INPUT, jpeg),
       (features.EXAMPLE_SIGNATURE, features.EXAMPLE_INPUT, serving.image_example(jpeg))):
@@ -88,30 +79,25 @@ def test_saved_model_cli_runs_both_signatures_of_the_pushed_version(first_run, t
 @pytest.mark.slow
 def test_a_version_was_pushed_and_serves_probabilities(first_run):
   import tensorflow as tf
-  tree, _, serving, _, _ = first_run
-  versions = os.listdir(serving)
+  tree, _, serving, day, _ = first_run
+  versions = day.pushed
   assert len(versions) == 1 and versions[0].isdigit()
   model = tf.saved_model.load(os.path.join(serving, versions[0]))
   blobs = [open(p, 'rb').read() for p in sorted(glob.glob(f'{tree}/train/*/0000.jpg'))]
   out = model.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(blobs))
   probabilities = out[features.PROBABILITIES].numpy()
-  assert probabilities.shape == (10, 10)
+  assert probabilities.shape == (len(CLASSES), len(CLASSES))
   np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
   names = [n.decode() for n in out[features.CLASS_NAMES].numpy()]
-  assert set(names) <= set(fixtures.CLASS_NAMES)
-
-
-def report_of(root):
-  with open(os.path.join(root, 'report.html')) as f:
-    return f.read()
+  assert set(names) <= set(CLASSES)
 
 
 @pytest.mark.slow
 def test_the_run_writes_a_self_contained_report(first_run):
-  _, root, serving, _, out = first_run
+  _, root, serving, day, _ = first_run
+  out, page = day.out, day.report
   assert f'Report: {os.path.join(root, "report.html")}' in out
   assert f'TensorBoard: tensorboard --logdir {root}' in out
-  page = report_of(root)
   for section in ('timeline', 'data', 'tuning', 'training', 'evaluation', 'push'):
     assert f'<section id="{section}">' in page
   assert 'class="missing"' not in page  # every component ran and left its outputs
@@ -122,25 +108,21 @@ def test_the_run_writes_a_self_contained_report(first_run):
   # Counts are ImageExampleGen's, per split and class; every generated image is there.
   counts = json.load(open(glob.glob(f'{root}/ImageExampleGen/examples/*/image_counts.json')[0]))
   train, eval_ = counts['splits']['train'], counts['splits']['eval']
-  assert train['written'] + eval_['written'] == 200
+  assert train['written'] + eval_['written'] == len(CLASSES) * PER_CLASS
   assert (f'<td>total</td><td>{train["read"]}</td><td>{train["written"]}</td><td>0</td>'
           f'<td>{eval_["read"]}</td><td>{eval_["written"]}</td><td>0</td>') in page
   assert page.count('<tr class="best">') == 1  # the Tuner's best trial
   assert 'Decision: BLESSED' in page and 'No baseline' in page
-  assert os.path.join(serving, os.listdir(serving)[0]) in page  # where it was pushed
+  assert os.path.join(serving, day.pushed[0]) in page  # where it was pushed
 
 
 @pytest.mark.slow
-def test_second_run_hits_the_cache(first_run):
-  tree, root, serving, _, _ = first_run
-  since = time.time()
-  run_pipeline(tree, root, serving)
-  states = {r.node_id: r.state for r in run_summary.component_runs(
-      os.path.join(root, 'metadata.sqlite'), 'cifar10-alexnet', since)}
+def test_a_run_with_no_new_data_hits_the_cache(smoke_days):
+  states = {node: r.state for node, r in runs_of(smoke_days, 'rerun').items()}
   assert {n: states.get(n) for n in UPSTREAM} == {n: 'cached' for n in UPSTREAM}
-  # The report of the cached run still finds the cached outputs, and now the
-  # Evaluator compared the candidate with the model the first run blessed.
-  page = report_of(root)
+  # The report of the cached run still finds the cached outputs, and the
+  # Evaluator compared the candidate with the last blessed model.
+  page = smoke_days['rerun'].report
   for section in ('data', 'tuning', 'training', 'evaluation'):
     body = page.split(f'<section id="{section}">')[1].split('</section>')[0]
     assert 'class="missing"' not in body
