@@ -155,21 +155,9 @@ def module_config(config: PipelineConfig, digest: str,
   return {**config.module_config(), 'code_digest': digest, 'fixed_hparams': fixed_hparams}
 
 
-def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None,
-                    enable_cache: bool = True, custom_resolvers: bool = True) -> tfx.dsl.Pipeline:
-  """The pipeline; `custom_resolvers=False` leaves out our two resolver strategies.
-
-  (Kubeflow v2 compiles only TFX's built-in ones: without them the DataGate
-  checks the schema alone, and the Trainer never warm-starts.)
-  """
-  digest = code_digest()
-  settings = module_config(config, digest, fixed_hparams)
-
-  example_gen = ImageExampleGen(data=config.data, code_digest=digest).with_id('ImageExampleGen')
-  statistics_gen, schema_gen = data_components(config, example_gen)
-  example_validator = tfx.components.ExampleValidator(
-      statistics=statistics_gen.outputs['statistics'],
-      schema=schema_gen.outputs['schema']).with_id('ExampleValidator')
+def data_gate(config: PipelineConfig, statistics_gen, schema_gen, custom_resolvers: bool):
+  """(PreviousSpanStatistics or None, DataGate): this span's statistics against the schema
+  and, when a previous span exists, against its statistics (drift)."""
   previous_statistics = None
   if custom_resolvers:  # the previous span's statistics, resolved after this span's exist
     previous_statistics = tfx.dsl.Resolver(
@@ -179,57 +167,38 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
                                    output_key='statistics'),
     ).with_id('PreviousSpanStatistics')
     previous_statistics.add_upstream_node(statistics_gen)
-  data_gate = DataGate(
+  gate = DataGate(
       statistics=statistics_gen.outputs['statistics'],
       schema=schema_gen.outputs['schema'],
       baseline_statistics=previous_statistics.outputs['statistics']
       if previous_statistics else None,
       on_drift=config.data.on_drift).with_id('DataGate')
-  window = training_window(config, example_gen)
-  transform = tfx.components.Transform(
-      examples=window,
-      schema=schema_gen.outputs['schema'],
-      preprocessing_fn=PREPROCESSING_FN,
-      splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=[]),
-      materialize=False,
-      disable_statistics=True,
-      custom_config={'image_size': config.model.image_size,
-                     'code_digest': digest}).with_id('Transform')
-  transform.add_upstream_node(example_gen)  # the window's channel does not order them
-  transform.add_upstream_node(data_gate)  # nothing trains on data the gate refused
-  train_inputs = dict(
-      examples=window,
-      transform_graph=transform.outputs['transform_graph'],
-      schema=schema_gen.outputs['schema'],
-      train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']),
-      custom_config=settings)
-  tuner = None
-  if config.tune.enabled:
-    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **train_inputs).with_id('Tuner')
+  return previous_statistics, gate
+
+
+def warm_start_resolver(config: PipelineConfig, example_gen, custom_resolvers: bool):
+  """The last blessed model not trained on the newest span (components/warm_start.py),
+  or None when warm start is off; run_fn checks that its architecture matches."""
+  if not (config.train.warm_start and custom_resolvers):
+    return None
+  resolver = tfx.dsl.Resolver(
+      strategy_class=BlessedModelBeforeNewestSpan,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+      examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                               producer_component_id=example_gen.id, output_key='examples'),
+  ).with_id('WarmStartModelResolver')
+  resolver.add_upstream_node(example_gen)  # knows the newest span
+  return resolver
+
+
+def release_components(config: PipelineConfig, window, trainer, digest: str):
+  """(LatestBlessedModelResolver, Evaluator, ServingCheck, Pusher): the gates and the push."""
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
       model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
   ).with_id('LatestBlessedModelResolver')
-  warm_start_model = None
-  if config.train.warm_start and custom_resolvers:
-    warm_start_model = tfx.dsl.Resolver(
-        strategy_class=BlessedModelBeforeNewestSpan,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                 producer_component_id=example_gen.id, output_key='examples'),
-    ).with_id('WarmStartModelResolver')
-    warm_start_model.add_upstream_node(example_gen)  # knows the newest span
-  trainer = tfx.components.Trainer(
-      run_fn=RUN_FN,
-      # Warm start: the last blessed model not trained on the newest span
-      # (components/warm_start.py); run_fn checks that its architecture matches.
-      base_model=warm_start_model.outputs['model'] if warm_start_model else None,
-      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      **train_inputs).with_id('Trainer')
-
   evaluator = tfx.components.Evaluator(
       examples=window,  # candidate and baseline on the window's eval splits
       model=trainer.outputs['model'],
@@ -250,11 +219,57 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
               base_directory=absolute(config.serving_dir))),
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           pusher_executor.Executor)).with_id('Pusher')
+  return model_resolver, evaluator, serving_check, pusher
+
+
+def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None,
+                    enable_cache: bool = True, custom_resolvers: bool = True) -> tfx.dsl.Pipeline:
+  """The pipeline; `custom_resolvers=False` leaves out our two resolver strategies.
+
+  (Kubeflow v2 compiles only TFX's built-in ones: without them the DataGate
+  checks the schema alone, and the Trainer never warm-starts.)
+  """
+  digest = code_digest()
+  example_gen = ImageExampleGen(data=config.data, code_digest=digest).with_id('ImageExampleGen')
+  statistics_gen, schema_gen = data_components(config, example_gen)
+  example_validator = tfx.components.ExampleValidator(
+      statistics=statistics_gen.outputs['statistics'],
+      schema=schema_gen.outputs['schema']).with_id('ExampleValidator')
+  previous_statistics, gate = data_gate(config, statistics_gen, schema_gen, custom_resolvers)
+  window = training_window(config, example_gen)
+  transform = tfx.components.Transform(
+      examples=window,
+      schema=schema_gen.outputs['schema'],
+      preprocessing_fn=PREPROCESSING_FN,
+      splits_config=tfx.proto.SplitsConfig(analyze=['train'], transform=[]),
+      materialize=False,
+      disable_statistics=True,
+      custom_config={'image_size': config.model.image_size,
+                     'code_digest': digest}).with_id('Transform')
+  transform.add_upstream_node(example_gen)  # the window's channel does not order them
+  transform.add_upstream_node(gate)  # nothing trains on data the gate refused
+  train_inputs = dict(
+      examples=window,
+      transform_graph=transform.outputs['transform_graph'],
+      schema=schema_gen.outputs['schema'],
+      train_args=tfx.proto.TrainArgs(splits=['train']),
+      eval_args=tfx.proto.EvalArgs(splits=['eval']),
+      custom_config=module_config(config, digest, fixed_hparams))
+  tuner = None
+  if config.tune.enabled:
+    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **train_inputs).with_id('Tuner')
+  warm_start_model = warm_start_resolver(config, example_gen, custom_resolvers)
+  trainer = tfx.components.Trainer(
+      run_fn=RUN_FN,
+      base_model=warm_start_model.outputs['model'] if warm_start_model else None,
+      hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
+      **train_inputs).with_id('Trainer')
+  model_resolver, evaluator, serving_check, pusher = release_components(
+      config, window, trainer, digest)
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
-                      previous_statistics, data_gate, transform, tuner, model_resolver,
-                      warm_start_model, trainer, evaluator, serving_check,
-                      pusher]
+                      previous_statistics, gate, transform, tuner, model_resolver,
+                      warm_start_model, trainer, evaluator, serving_check, pusher]
   # SQLite MLMD for local runs; on Kubeflow/Vertex (a URL root) the orchestrator
   # brings its own metadata store.
   metadata = None if '://' in config.metadata_path else \
