@@ -2,9 +2,10 @@
 
 run_fn only orchestrates: hyperparameters (tuning/search_space.resolve), data
 (components/data.py), model (models/), the fit, and export (components/serving.py).
-Training writes TensorBoard logs and a per-epoch history (history.json) to the
-model run directory, and keeps a BackupAndRestore checkpoint under the
-pipeline root so that a killed run resumes from its last finished epoch.
+Training writes TensorBoard logs, a per-epoch history (history.json) and the
+training compute it ran (compute.json, models/flops.py) to the model run
+directory, and keeps a BackupAndRestore checkpoint under the pipeline root so
+that a killed run resumes from its last finished epoch.
 With a blessed model of the same architecture as `base_model`, training starts
 from its weights for `warm_start_epochs` (components/warm_start.py).
 """
@@ -28,6 +29,7 @@ from components import features
 from components import serving
 from components import warm_start
 from models import alexnet
+from models import flops
 from models import training
 from tfx_pipeline import config as config_lib
 from tuning import search_space
@@ -35,6 +37,7 @@ from tuning import search_space
 HISTORY_FILE = 'history.json'
 JOURNAL_FILE = 'epoch_log.json'  # EpochLog's rows, beside the BackupAndRestore checkpoint
 HPARAMS_FILE = 'hyperparameters.json'
+COMPUTE_FILE = 'compute.json'  # the epochs this process trained, in FLOPs (models/flops.py)
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -165,18 +168,19 @@ def run_fn(fn_args) -> None:
   if is_chief():
     tf.io.gfile.makedirs(backup)
     journal = os.path.join(backup, JOURNAL_FILE)
-  log = EpochLog(epochs, steps_per_epoch * train.batch_size, journal)
+  images_per_epoch = steps_per_epoch * train.batch_size  # the input drops partial batches
+  log = EpochLog(epochs, images_per_epoch, journal)
+  compute = flops.ComputeLog(images_per_epoch)
   model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=0,
-            callbacks=callbacks(fn_args, train, backup) + [log])
+            callbacks=callbacks(fn_args, train, backup) + [log, compute])
 
   run_dir = output_dir(fn_args.model_run_dir)
   tf.io.gfile.makedirs(run_dir)
-  with tf.io.gfile.GFile(os.path.join(run_dir, HISTORY_FILE), 'w') as f:
-    json.dump(log.rows, f, indent=1)
-  with tf.io.gfile.GFile(os.path.join(run_dir, HPARAMS_FILE), 'w') as f:
-    json.dump(hp.values, f, indent=1)
-  with tf.io.gfile.GFile(os.path.join(run_dir, warm_start.PLAN_FILE), 'w') as f:
-    json.dump({**start.as_dict(), 'epochs': epochs}, f, indent=1)
+  for name, value in ((HISTORY_FILE, log.rows), (HPARAMS_FILE, hp.values),
+                      (warm_start.PLAN_FILE, {**start.as_dict(), 'epochs': epochs}),
+                      (COMPUTE_FILE, compute.record())):
+    with tf.io.gfile.GFile(os.path.join(run_dir, name), 'w') as f:
+      json.dump(value, f, indent=1)
   export_dir = output_dir(fn_args.serving_model_dir)
   serving.export(model, tft_output, class_names, export_dir)
   if is_chief():  # the next run's warm start reads these

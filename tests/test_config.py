@@ -56,3 +56,10 @@ def test_beam_args_switch_to_multiprocessing_with_workers():
   assert '--direct_num_workers=2' in cfg.beam_pipeline_args
   assert cfg.beam_pipeline_args[-1] == '--foo=1'
   assert '--direct_running_mode=multi_processing' not in config.smoke().beam_pipeline_args
+
+
+def test_the_compute_budget_is_the_cpu_presets_and_positive():
+  assert config.cpu().compute_budget_tflop == 400
+  assert config.smoke().compute_budget_tflop is None
+  with pytest.raises(config.ConfigError, match='compute budget'):
+    dataclasses.replace(config.cpu(), compute_budget_tflop=0)

@@ -19,8 +19,10 @@ from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.tfxio import tf_example_record
 
 import fixtures
+from components import data as data_lib
 from components import features, trainer, transform
 from components.serving_check import check as serving_check
+from models import flops
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import pipeline as pipeline_lib
 from tuning import tuner as tuner_lib
@@ -101,11 +103,35 @@ def search(fn_args, callback=None):
   return result.tuner
 
 
+def images_per_epoch(fn_args, cap=None):
+  """Full batches of the train split (or of its first `cap` examples) per epoch."""
+  batch = fn_args.custom_config['train']['batch_size']
+  n = data_lib.count_examples(fn_args.train_files)
+  return min(n, cap or n) // batch * batch
+
+
+def searched_compute(fn_args):
+  """What the last search recorded that it trained (models/flops.py's record)."""
+  path = os.path.join(fn_args.custom_config['tuner_dir'], tuner_lib.LAST_SEARCH_FILE)
+  return json.load(open(path))['compute']
+
+
 def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
   fn_args = make_fn_args(tmp_path, artifacts)
   best = search(fn_args).get_best_hyperparameters()[0]
   fn_args.hyperparameters = best.get_config()
   trainer.run_fn(fn_args)
+
+  # Compute: what each Hyperband trial and the Trainer's two epochs trained on.
+  tune = config_lib.tune_config_from_dict(fn_args.custom_config['tune'])
+  nets = {values['dense_units']: flops.forward_flops(model)
+          for values, model in flops.preset_nets('smoke', num_classes=10)}
+  searched = searched_compute(fn_args)
+  assert searched['images'] == tuner_lib.search_epochs(tune) * images_per_epoch(
+      fn_args, tune.train_examples)
+  assert {fit['forward_flops_per_image'] for fit in searched['fits']} <= set(nets.values())
+  trained = json.load(open(os.path.join(fn_args.model_run_dir, trainer.COMPUTE_FILE)))
+  assert trained == flops.record([(nets[best.get('dense_units')], 2 * images_per_epoch(fn_args))])
 
   used = json.load(open(os.path.join(fn_args.model_run_dir, trainer.HPARAMS_FILE)))
   assert used == {k: v for k, v in best.values.items() if not k.startswith('tuner/')}
@@ -134,10 +160,18 @@ def test_interrupted_search_resumes_instead_of_starting_over(tmp_path, artifacts
   with pytest.raises(KeyboardInterrupt):
     search(make_fn_args(tmp_path, artifacts, changes), CountTrials(interrupt_at=3))
   resumed = CountTrials()
-  tuner = search(make_fn_args(tmp_path, artifacts, changes), resumed)
+  fn_args = make_fn_args(tmp_path, artifacts, changes)
+  tuner = search(fn_args, resumed)
   assert resumed.fits == 1  # only the interrupted third trial runs again
   completed = [t for t in tuner.oracle.trials.values() if t.status == 'COMPLETED']
   assert len(completed) == 3
+  # The compute recorded is what this search ran: one trial of max_epochs.
+  max_epochs = fn_args.custom_config['tune']['max_epochs']
+  assert searched_compute(fn_args)['images'] == max_epochs * images_per_epoch(
+      fn_args, fn_args.custom_config['tune']['train_examples'])
+  # A finished search is reused (the day-two path): no trial, no compute.
+  search(fn_args)
+  assert searched_compute(fn_args) == flops.record([])
 
 
 @pytest.mark.parametrize('tf_config, chief', [

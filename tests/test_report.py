@@ -152,6 +152,14 @@ def test_outcome_names_a_failure_first_then_the_decision():
       ok, evaluation=report.Missing('no'))) == 'No decision: the Evaluator left no blessing.'
 
 
+def test_the_timeline_gives_the_compute_beside_the_wall_time():
+  body = report.timeline_section([report.TimelineRow('Trainer', 'done', 0.0, 60.0)],
+                                 'Compute: Tuner 0.0 TFLOP (off), Trainer 1.2 TFLOP, total '
+                                 '1.2 TFLOP (budget 400)')
+  assert ('<p>1 component, 1m00s from the first start to the last finish.</p><p>Compute: '
+          'Tuner 0.0 TFLOP (off), Trainer 1.2 TFLOP, total 1.2 TFLOP (budget 400).</p>') in body
+
+
 def test_text_from_the_run_is_escaped():
   page = report.build_report(full_inputs(class_names=['<b>cat</b>', 'dog', 'frog']))
   assert '<b>cat</b>' not in page and '&lt;b&gt;cat&lt;/b&gt;' in page

@@ -222,6 +222,10 @@ class PipelineConfig:
   gate: GateConfig = field(default_factory=GateConfig)
   beam_workers: int = 1  # >1: Beam DirectRunner in multi_processing mode
   beam_args: Tuple[str, ...] = ()  # passed through (Dataflow, Flink, Spark)
+  # Training compute that the run summary and report.html hold the run against,
+  # in TFLOP, Tuner and Trainer together (models/flops.py counts it). Only
+  # printed, never enforced; None: no budget.
+  compute_budget_tflop: Optional[float] = None
 
   def __post_init__(self):
     _require(self.preset in PRESETS,
@@ -229,6 +233,8 @@ class PipelineConfig:
     _require(self.beam_workers >= 1,
              f'beam workers must be at least 1, got {self.beam_workers}')
     _require(bool(self.pipeline_name.strip()), 'pipeline name must not be empty')
+    _require(self.compute_budget_tflop is None or self.compute_budget_tflop > 0,
+             f'compute budget must be positive, got {self.compute_budget_tflop}')
 
   @property
   def metadata_path(self) -> str:
@@ -284,8 +290,11 @@ def cpu() -> PipelineConfig:
   `cifar` variant at 32x32, Hyperband on a 10k/2k subset, then 30 epochs on
   45k images. 20 epochs reach 85.5% on the eval split; 30 use the rest of the
   2-hour budget for a margin. Measured figures and commands: docs/training.md.
+  The compute budget is 400 TFLOP of training (the net: 53.7 MFLOP forward
+  per image with the 512-unit head, `python -m models.flops --preset cpu`).
   """
-  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30, warm_start_epochs=6))
+  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30, warm_start_epochs=6),
+                        compute_budget_tflop=400.0)
 
 
 def full() -> PipelineConfig:

@@ -102,6 +102,7 @@ class ReportInputs:
   evaluation: Union[Evaluation, Missing]
   pushed_to: Union[str, Missing]
   spans: Union[Spans, Missing] = Missing('No training window recorded.')
+  compute: str = ''  # run_summary.compute_line: Tuner and Trainer TFLOP, the budget
 
 
 # ----------------------------------------------------------------------------
@@ -286,15 +287,16 @@ def _fmt(value: Any) -> str:
   return '' if value is None else str(value)
 
 
-def timeline_section(timeline: Union[List[TimelineRow], Missing]) -> str:
+def timeline_section(timeline: Union[List[TimelineRow], Missing], compute: str = '') -> str:
   if isinstance(timeline, Missing):
     return _missing(timeline)
   total = max([r.start + r.seconds for r in timeline] + [0.0])
   rows = [(r.node_id, r.state, run_summary.format_seconds(r.seconds),
            run_summary.format_seconds(r.start)) for r in timeline]
   noun = 'component' if len(timeline) == 1 else 'components'
+  compute = f'<p>{_e(compute)}.</p>' if compute else ''
   return (f'<p>{len(timeline)} {noun}, {run_summary.format_seconds(total)} from the first '
-          'start to the last finish.</p>'
+          f'start to the last finish.</p>{compute}'
           + _img(timeline_png(timeline), 'component timeline')
           + _table(('component', 'state', 'wall time', 'started at +'), rows))
 
@@ -486,7 +488,7 @@ def outcome(inputs: ReportInputs) -> str:
 def build_report(inputs: ReportInputs) -> str:
   """The whole page as one string; no file or MLMD access."""
   bodies = {
-      'timeline': timeline_section(inputs.timeline),
+      'timeline': timeline_section(inputs.timeline, inputs.compute),
       'spans': spans_section(inputs.spans),
       'data': data_section(inputs.counts, inputs.class_names),
       'tuning': tuning_section(inputs.tuning),
@@ -689,7 +691,9 @@ def gather(config: PipelineConfig, since: float) -> ReportInputs:
       history=history_path if isinstance(history_path, Missing) else _read_json(history_path),
       evaluation=load_evaluation(run, len(class_names), class_names),
       pushed_to=load_push(run),
-      spans=load_spans(run))
+      spans=load_spans(run),
+      compute=run_summary.compute_line(run.store, list(run.runs.values()), config)
+      if run.store else '')
 
 
 def write_report(config: PipelineConfig, since: float) -> str:

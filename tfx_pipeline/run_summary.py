@@ -143,6 +143,7 @@ class Summary:
   serving_check: Optional[bool] = None  # ServingCheck's verdict (TF Serving's loader path)
   serving_check_words: str = ''
   paths: List[str] = dataclasses.field(default_factory=list)  # spans, tuner, warm start
+  compute: str = ''  # training TFLOP of the Tuner and the Trainer (compute_line)
   report: Optional[str] = None  # path of report.html, when it was written
   pipeline_root: Optional[str] = None  # for the TensorBoard command
 
@@ -150,6 +151,8 @@ class Summary:
     lines = ['', f'Run finished in {format_seconds(self.wall_seconds)}:']
     for run in self.runs:
       lines.append(f'  {run.node_id:28s} {run.state:8s} {format_seconds(run.seconds):>8}')
+    if self.compute:
+      lines.append(self.compute)
     lines.extend(self.paths)
     if self.blessed is None:
       lines.append('Evaluator: no result (the pipeline stopped before it)')
@@ -293,11 +296,25 @@ def _read_json(path: str) -> Optional[dict]:
     return json.load(f)
 
 
+def _last_search(config: PipelineConfig) -> Optional[dict]:
+  """The Tuner's last_search.json: which search its last run used, why, what it trained."""
+  from tuning.tuner import LAST_SEARCH_FILE  # pylint: disable=g-import-not-at-top
+  return _read_json(os.path.join(absolute(config.tuner_dir), LAST_SEARCH_FILE))
+
+
+def _trainer_json(store, trainer: ComponentRun, name: str) -> Optional[dict]:
+  """A JSON file that the Trainer wrote into its model_run directory, else None."""
+  for run_dir in artifacts_by_key(store, trainer.execution.id).get('model_run', []):
+    found = _read_json(os.path.join(run_dir.uri, name))
+    if found:
+      return found
+  return None
+
+
 def path_lines(store, runs: Sequence[ComponentRun], config: PipelineConfig) -> List[str]:
   """Which way this run went: the span ingested, the window, the search, the start."""
   # pylint: disable=g-import-not-at-top  # TensorFlow-heavy; loaded by then anyway
   from components.warm_start import PLAN_FILE as WARM_START_FILE
-  from tuning.tuner import LAST_SEARCH_FILE
   lines = []
   by_id = {run.node_id: run for run in runs}
   gen = by_id.get('ImageExampleGen')
@@ -319,17 +336,76 @@ def path_lines(store, runs: Sequence[ComponentRun], config: PipelineConfig) -> L
       lines.append(f'Training window: spans {spans}')
   tuner = by_id.get('Tuner')
   if tuner and tuner.state == 'done':
-    last = _read_json(os.path.join(absolute(config.tuner_dir), LAST_SEARCH_FILE))
+    last = _last_search(config)
     if last:
       lines.append(f"Tuner: {last['reason']}")
   elif tuner and tuner.state == 'cached':
     lines.append('Tuner: cached (same inputs as an earlier run)')
   if trainer and trainer.state in ('done', 'cached'):
-    for run_dir in artifacts_by_key(store, trainer.execution.id).get('model_run', []):
-      plan = _read_json(os.path.join(run_dir.uri, WARM_START_FILE))
-      if plan:
-        lines.append(f"Trainer: {plan['reason']}, {plan['epochs']} epochs")
+    plan = _trainer_json(store, trainer, WARM_START_FILE)
+    if plan:
+      lines.append(f"Trainer: {plan['reason']}, {plan['epochs']} epochs")
   return lines
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+  """The training compute that one component spent in this run (models/flops.py)."""
+  tflop: Optional[float]  # None: not recorded
+  note: str = ''  # why it is 0 or unknown: 'cached', 'off', 'FAILED', ...
+
+
+def tflop_words(tflop: float) -> str:
+  """'259.6', or two significant digits below 1 TFLOP (a smoke run's '0.0031')."""
+  return f'{tflop:.1f}' if tflop >= 1 or tflop == 0 else f'{tflop:.2g}'
+
+
+def compute_words(tuner: Compute, trainer: Compute, budget: Optional[float]) -> str:
+  """'Compute: Tuner 61.2 TFLOP, Trainer 198.4 TFLOP, total 259.6 TFLOP (budget 400)'."""
+  parts = []
+  for name, spent in (('Tuner', tuner), ('Trainer', trainer)):
+    words = f'{name} not recorded' if spent.tflop is None else \
+        f'{name} {tflop_words(spent.tflop)} TFLOP'
+    parts.append(words + (f' ({spent.note})' if spent.note else ''))
+  total = sum(spent.tflop or 0.0 for spent in (tuner, trainer))
+  unknown = tuner.tflop is None or trainer.tflop is None
+  line = (f'Compute: {", ".join(parts)}, total {"at least " if unknown else ""}'
+          f'{tflop_words(total)} TFLOP')
+  if budget is not None:
+    line += f' (budget {budget:g}{", OVER" if total > budget else ""})'
+  return line
+
+
+def component_compute(run: Optional[ComponentRun], record: Optional[dict],
+                      absent: str = 'did not run') -> Compute:
+  """What `run` spent, from the models/flops.py `record` it wrote (None: none found).
+
+  A cached component trained nothing in this run; one that did not finish
+  left no record.
+  """
+  if run is None:
+    return Compute(0.0, absent)
+  if run.state == 'cached':
+    return Compute(0.0, 'cached')
+  if run.state != 'done':
+    return Compute(None, run.state)
+  if not record:
+    return Compute(None, 'no record')
+  return Compute(record['training_tflop'], '' if record['images'] else 'nothing trained')
+
+
+def compute_line(store, runs: Sequence[ComponentRun], config: PipelineConfig) -> str:
+  """The compute of this run's Tuner and Trainer, against the config's budget."""
+  from components.trainer import COMPUTE_FILE  # pylint: disable=g-import-not-at-top
+  by_id = {run.node_id: run for run in runs}
+  tuner, trainer = by_id.get('Tuner'), by_id.get('Trainer')
+  last = _last_search(config) if tuner and tuner.state == 'done' else None
+  return compute_words(
+      component_compute(tuner, (last or {}).get('compute'),
+                        'did not run' if config.tune.enabled else 'off'),
+      component_compute(trainer, _trainer_json(store, trainer, COMPUTE_FILE)
+                        if trainer and trainer.state == 'done' else None),
+      config.compute_budget_tflop)
 
 
 def class_names_of_run(store, runs: Sequence[ComponentRun]) -> List[str]:
@@ -345,10 +421,11 @@ def class_names_of_run(store, runs: Sequence[ComponentRun]) -> List[str]:
 def summarize(config: PipelineConfig, since: float) -> Summary:
   runs = component_runs(config.metadata_path, config.pipeline_name, since)
   blessed, reason, pushed_to = None, '', None
-  serving_ok, serving_words, paths = None, '', []
+  serving_ok, serving_words, paths, compute = None, '', [], ''
   if runs:
     store = open_store(config.metadata_path)
     paths = path_lines(store, runs, config)
+    compute = compute_line(store, runs, config)
     class_names = class_names_of_run(store, runs)
     for run in runs:
       if run.state not in ('done', 'cached'):
@@ -373,4 +450,4 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
             pushed_to = artifact.custom_properties['pushed_destination'].string_value
   return Summary(runs, blessed, reason, pushed_to, time.time() - since,
                  serving_check=serving_ok, serving_check_words=serving_words, paths=paths,
-                 pipeline_root=config.pipeline_root)
+                 compute=compute, pipeline_root=config.pipeline_root)

@@ -8,6 +8,11 @@ digest of the model, the tuning config and the class names (not the data's
 artifact URIs), so an interrupted search resumes where it stopped, a finished
 one is reused when new data arrives (a day-two Tuner only reloads it), and a
 changed search starts fresh. `--retune` starts a new generation.
+
+`last_search.json` in the tuner directory says which search the last Tuner
+run used and why; when the search ends it adds what that run trained
+(`compute`: models/flops.py's record, 0 images when a finished search was
+reused).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import hashlib
 import json
 import math
 import os
-from typing import Any, Dict, List, NamedTuple, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Tuple
 
 import keras
 import keras_tuner
@@ -29,6 +34,7 @@ from tfx.components.tuner.component import TunerFnResult
 from components import data as data_lib
 from components import features
 from models import alexnet
+from models import flops
 from models import training
 from tfx_pipeline import config as config_lib
 from tuning.search_space import search_space
@@ -132,6 +138,26 @@ def build_tuner(hypermodel, tune: config_lib.TuneConfig, hp, directory: str,
   return keras_tuner.BayesianOptimization(max_trials=tune.max_trials, **common)
 
 
+def after_search(tuner: keras_tuner.Tuner, action: Callable[[], None]) -> keras_tuner.Tuner:
+  """Runs `action` when the search ends, after keras-tuner's own `on_search_end`.
+
+  The TFX Tuner executor calls `search` itself: this is the one hook after it.
+  """
+  finish = tuner.on_search_end
+
+  def on_search_end():
+    finish()
+    action()
+
+  tuner.on_search_end = on_search_end
+  return tuner
+
+
+def write_json(path: str, value: Any) -> None:
+  with tf.io.gfile.GFile(path, 'w') as f:
+    json.dump(value, f, indent=1)
+
+
 def drop_checkpoints_when_done(tuner: keras_tuner.Tuner) -> keras_tuner.Tuner:
   """Deletes the trials' weight checkpoints once the search has finished.
 
@@ -144,15 +170,12 @@ def drop_checkpoints_when_done(tuner: keras_tuner.Tuner) -> keras_tuner.Tuner:
   """
   if os.environ.get('KERASTUNER_ORACLE_IP'):
     return tuner
-  finish = tuner.on_search_end
 
-  def on_search_end():
-    finish()
+  def drop():
     for path in tf.io.gfile.glob(os.path.join(tuner.project_dir, 'trial_*', 'checkpoint*')):
       tf.io.gfile.remove(path)
 
-  tuner.on_search_end = on_search_end
-  return tuner
+  return after_search(tuner, drop)
 
 
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
@@ -184,13 +207,17 @@ def tuner_fn(fn_args) -> TunerFnResult:
   project, why = choose_project(settings['tuner_dir'], tune.algorithm,
                                 search_digest(settings, class_names), tune.retune)
   tf.io.gfile.makedirs(settings['tuner_dir'])
-  with tf.io.gfile.GFile(os.path.join(settings['tuner_dir'], LAST_SEARCH_FILE), 'w') as f:
-    json.dump({'project': project, 'reason': why}, f)
+  last_search = os.path.join(settings['tuner_dir'], LAST_SEARCH_FILE)
+  write_json(last_search, {'project': project, 'reason': why})
   hypermodel = functools.partial(
       _hypermodel, model=model, num_classes=len(class_names),
       total_steps=steps_per_epoch * tune.max_epochs, jit_compile=train.jit_compile)
   tuner = drop_checkpoints_when_done(build_tuner(
       hypermodel, tune, search_space(tune, model.variant), settings['tuner_dir'], project))
+  # Every trial's fit reports to `compute` (steps x batch: the input drops partial batches).
+  compute = flops.ComputeLog(steps_per_epoch * train.batch_size)
+  tuner = after_search(tuner, lambda: write_json(
+      last_search, {'project': project, 'reason': why, 'compute': compute.record()}))
   logging.info('Tuner: %s; %s search in %s, %d subset epochs of %d examples', why,
                tune.algorithm, os.path.join(settings['tuner_dir'], project),
                search_epochs(tune), n_train)
@@ -200,4 +227,4 @@ def tuner_fn(fn_args) -> TunerFnResult:
   return TunerFnResult(
       tuner=tuner,
       fit_kwargs={'x': train_ds, 'validation_data': eval_ds, 'epochs': tune.max_epochs,
-                  'verbose': 2, 'callbacks': [logs]})
+                  'verbose': 2, 'callbacks': [logs, compute]})
