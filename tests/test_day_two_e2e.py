@@ -41,6 +41,8 @@ def test_day_two_reuses_the_search_and_warm_starts_from_the_blessed_model(smoke_
   out = days[2].out
   assert days[2].trials == days[1].trials  # no new trial: the finished search was reused
   assert 'Tuner: reused the search' in out
+  assert re.search(r'^Compute: Tuner 0\.0 TFLOP \(nothing trained\), Trainer \d', out, re.M), \
+      out[-1500:]
   trainer = runs_of(days, 2)['Trainer'].execution
   store = store_of(days)
   inputs = run_summary.artifacts_by_key(store, trainer.id, inputs=True)
