@@ -58,6 +58,18 @@ def test_beam_args_switch_to_multiprocessing_with_workers():
   assert '--direct_running_mode=multi_processing' not in config.smoke().beam_pipeline_args
 
 
+def test_beam_workers_depend_on_this_package_unless_the_user_names_a_dependency():
+  from tfx.utils import dependency_utils
+  args = list(config.smoke().beam_pipeline_args)
+  assert f'--setup_file={config.REPO}/setup.py' in args
+  # TFX then leaves the flags alone instead of building an sdist of itself.
+  assert dependency_utils.make_beam_dependency_flags(args) == args
+  image = '--sdk_container_image=gcr.io/p/cifar10-alexnet:latest'
+  for given in (image, '--setup_file=./setup.py', '--extra_package=dist/x.tar.gz'):
+    cfg = dataclasses.replace(config.smoke(), beam_args=(given,))
+    assert [a for a in cfg.beam_pipeline_args if not a.startswith('--direct')] == [given]
+
+
 def test_the_compute_budget_is_the_cpu_presets_and_positive():
   assert config.cpu().compute_budget_tflop == 400
   assert config.smoke().compute_budget_tflop is None
