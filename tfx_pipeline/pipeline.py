@@ -202,11 +202,11 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']),
-      custom_config=settings)
+      eval_args=tfx.proto.EvalArgs(splits=['eval']))
   tuner = None
-  if config.tune.enabled:
-    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **train_inputs).with_id('Tuner')
+  if config.tune.enabled:  # docs/scale_out.md swaps in the Vertex Tuner here
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN, **train_inputs, custom_config=settings).with_id('Tuner')
   model_resolver = tfx.dsl.Resolver(
       strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
       model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -228,7 +228,7 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       # (components/warm_start.py); run_fn checks that its architecture matches.
       base_model=warm_start_model.outputs['model'] if warm_start_model else None,
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      **train_inputs).with_id('Trainer')
+      **train_inputs, custom_config=settings).with_id('Trainer')
 
   evaluator = tfx.components.Evaluator(
       examples=window,  # candidate and baseline on the window's eval splits
