@@ -20,15 +20,24 @@ import os
 import sys
 import time
 import warnings
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from tfx_pipeline import config as config_lib
 
 RUNNERS = ('local', 'kubeflow-v2')
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-  p = argparse.ArgumentParser(
+class _OneLineErrors(argparse.ArgumentParser):
+  """argparse whose errors are one `error: ...` line (exit 2), like the config's."""
+
+  def error(self, message):
+    self.exit(2, f'error: {message} (--help lists the flags)\n')
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """Every flag of the runner; docs and tests parse with this very parser."""
+  p = _OneLineErrors(
+      allow_abbrev=False,  # a misspelt flag is an error, not a guess
       description='Train a tuned AlexNet on CIFAR-10 (or your image folders) with TFX '
                   'and push a SavedModel for TensorFlow Serving.',
       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -62,10 +71,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                    help='partial run: stop after this component (it and what it needs run), '
                         'e.g. Transform to time the data stages alone')
   model = p.add_argument_group('model and training')
-  model.add_argument('--model-variant', choices=config_lib.VARIANTS)
+  model.add_argument('--model-variant', choices=config_lib.VARIANTS,
+                     help='cifar: five 3x3 convolutions for 32x32 inputs; paper: '
+                          "Krizhevsky 2012's 11x11 stem (227x227 unless --image-size)")
   model.add_argument('--image-size', type=int, help='pixels per side after resize')
   model.add_argument('--epochs', type=int, help='Trainer epochs')
-  model.add_argument('--batch-size', type=int)
+  model.add_argument('--batch-size', type=int,
+                     help='Trainer batch size, global across replicas (Tuner trials too)')
   model.add_argument('--mixed-precision', action=argparse.BooleanOptionalAction, default=None,
                      help='float16 compute (GPU only)')
   model.add_argument('--jit-compile', action=argparse.BooleanOptionalAction, default=None,
@@ -107,7 +119,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
   orchestration.add_argument('--image', default=None,
                              help='kubeflow-v2: container image with this package installed '
                                   '(default gcr.io/$GOOGLE_CLOUD_PROJECT/cifar10-alexnet:latest)')
-  return p.parse_args(argv)
+  return p
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+  return build_parser().parse_args(argv)
 
 
 def gpu_visible() -> bool:
@@ -155,6 +171,40 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
               pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
               beam_args=tuple(args.beam_arg) or None)
+
+
+def check_compile_flags(args: argparse.Namespace) -> None:
+  """--runner kubeflow-v2: --output must be a writable file path, --image an image name."""
+  if args.runner != 'kubeflow-v2':
+    return
+  output = os.path.abspath(os.path.expanduser(args.output))
+  if os.path.isdir(output) or not os.path.isdir(os.path.dirname(output)):
+    raise config_lib.ConfigError(
+        f'--output {args.output!r} must be a file in an existing directory')
+  if args.image is not None and (not args.image or '://' in args.image
+                                 or any(c.isspace() for c in args.image)):
+    raise config_lib.ConfigError(
+        f'--image {args.image!r} must be a container image name such as '
+        'gcr.io/PROJECT/cifar10-alexnet:latest (no scheme, no spaces)')
+
+
+def configure(args: argparse.Namespace, preset_name: str) -> config_lib.PipelineConfig:
+  """Every check on the flags that reads no data (raises ConfigError)."""
+  check_compile_flags(args)
+  return build_config(args, preset_name)
+
+
+def written_dirs(config: config_lib.PipelineConfig) -> List[Tuple[str, str]]:
+  """(flag, directory) of every place a local run writes; nothing else is written.
+
+  The tfds route also writes tfds' download and prepared dataset; tfds'
+  default is $TFDS_DATA_DIR, else ~/tensorflow_datasets (its constants.DATA_DIR).
+  """
+  dirs = [('--pipeline-root', config.pipeline_root), ('--serving-dir', config.serving_dir)]
+  if not config.data.image_dir:
+    default = os.environ.get('TFDS_DATA_DIR', os.path.join('~', 'tensorflow_datasets'))
+    dirs.append(('--tfds-data-dir', _path(config.data.tfds_data_dir or default)))
+  return dirs
 
 
 def preflight(config: config_lib.PipelineConfig) -> List[str]:
@@ -276,7 +326,7 @@ def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   try:
-    config = build_config(args, choose_preset(args))
+    config = configure(args, choose_preset(args))
     # The data is only read where the components run: locally, check it now.
     notes = preflight(config) if args.runner == 'local' else []
   except (config_lib.ConfigError, sources.SourceError) as e:
@@ -289,7 +339,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         f'{config.tune.algorithm if config.tune.enabled else "off"}, '
         f'floor {config.gate.min_accuracy:.2f}')
   print(f'data: {config.data.source_name}: ' + '\n      '.join(notes))
-  print(f'pipeline root: {config.pipeline_root}\nserving dir:   {config.serving_dir}')
+  print('writes to: ' + '\n           '.join(f'{path} ({flag})'
+                                           for flag, path in written_dirs(config)))
   keep_writes_inside(config.pipeline_root)
   from components import progress  # pylint: disable=g-import-not-at-top
   progress.show_on_console()

@@ -30,9 +30,6 @@ from tuning import tuner as tuner_lib
 from test_example_gen import read_split, run_executor
 
 
-RANDOM_2 = {'algorithm': 'random', 'max_trials': 2}
-
-
 def _factory(patterns, options, schema):
   return tf_example_record.TFExampleRecord(
       patterns, schema=schema, telemetry_descriptors=['test']).TensorFlowDataset(options)
@@ -149,10 +146,27 @@ def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
   np.testing.assert_allclose(out[features.PROBABILITIES].numpy().sum(), 1, atol=1e-5)
 
 
-def test_same_seed_gives_the_same_best_hyperparameters(tmp_path, artifacts):
-  first = search(make_fn_args(tmp_path / 'a', artifacts, RANDOM_2)).get_best_hyperparameters()[0]
-  second = search(make_fn_args(tmp_path / 'b', artifacts, RANDOM_2)).get_best_hyperparameters()[0]
-  assert first.values == second.values
+@pytest.fixture(scope='module')
+def smoke_search(tmp_path_factory, artifacts):
+  """The smoke preset's own search (Hyperband, max 2 epochs, factor 2: 5 trials), run once."""
+  assert config_lib.smoke().tune.algorithm == 'hyperband'
+  return search(make_fn_args(tmp_path_factory.mktemp('smoke_search'), artifacts))
+
+
+def trial_scores(tuner):
+  return sorted((t.trial_id, t.score) for t in tuner.oracle.trials.values())
+
+
+def test_same_seed_gives_the_same_best_hyperparameters(tmp_path, artifacts, smoke_search):
+  """README "Same seed and data": the smoke preset's Hyperband search, run twice."""
+  again = search(make_fn_args(tmp_path, artifacts))
+  assert smoke_search.get_best_hyperparameters()[0].values == \
+      again.get_best_hyperparameters()[0].values
+  assert trial_scores(smoke_search) == trial_scores(again)  # every trial, not only the best
+  tried = {json.dumps({k: v for k, v in t.hyperparameters.values.items()
+                       if not k.startswith('tuner/')}, sort_keys=True)
+           for t in smoke_search.oracle.trials.values()}
+  assert len(tried) > 1  # a search with one candidate would agree by accident
 
 
 def test_interrupted_search_resumes_instead_of_starting_over(tmp_path, artifacts):
@@ -194,12 +208,15 @@ def test_only_the_chief_writes_the_trainer_outputs(monkeypatch, tmp_path, tf_con
 
 
 @pytest.mark.parametrize('algorithm', ['hyperband', 'bayesian'])
-def test_tfx_tuner_executor_writes_best_hyperparameters(tmp_path, artifacts, algorithm):
+def test_tfx_tuner_executor_writes_best_hyperparameters(tmp_path, artifacts, algorithm,
+                                                       request):
   from tfx.components.tuner import executor as tfx_tuner
   from tfx.types import standard_artifacts
-  fn_args = make_fn_args(tmp_path, artifacts, {'algorithm': algorithm, 'max_epochs': 2,
-                                               'max_trials': 2, 'hyperband_factor': 2})
-  tuner = search(fn_args)
+  if algorithm == 'hyperband':  # the smoke preset's search (max 2 epochs, factor 2)
+    tuner = request.getfixturevalue('smoke_search')
+  else:
+    tuner = search(make_fn_args(tmp_path, artifacts, {'algorithm': algorithm, 'max_epochs': 2,
+                                                      'max_trials': 2}))
   best, results = standard_artifacts.HyperParameters(), standard_artifacts.TunerResults()
   best.uri, results.uri = str(tmp_path / 'best'), str(tmp_path / 'results')
   os.makedirs(best.uri)

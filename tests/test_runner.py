@@ -105,12 +105,118 @@ def test_flags_override_the_preset(tmp_path):
       pipeline_runner.config_lib.cpu()
 
 
-def test_help_documents_every_flag(capsys):
+def flags():
+  """Each option of the runner's parser, by its first long name (no copy of the list)."""
+  return {a.option_strings[0]: a for a in pipeline_runner.build_parser()._actions
+          if a.dest != 'help'}
+
+
+def test_every_flag_has_a_help_line_in_help(capsys):
   with pytest.raises(SystemExit):
     pipeline_runner.main(['--help'])
   text = capsys.readouterr().out
-  for flag in ('--preset', '--image-dir', '--pipeline-root', '--serving-dir', '--epochs',
-               '--trials', '--image-size', '--model-variant', '--min-accuracy',
-               '--no-tune', '--hparams-file', '--on-bad-image', '--beam-workers',
-               '--train-spans', '--retune', '--from-scratch', '--max-class-regression'):
+  for flag, action in flags().items():
+    assert action.help and action.help.strip(), f'{flag} has no help text'
     assert flag in text
+
+
+# README "Failure modes": a bad flag value is one `error: ...` line naming the value,
+# exit status 2, before any component starts. One row per flag of the parser:
+# flag -> (argv with a bad value, the value as the message names it, words of the message).
+BAD_VALUES = {
+    '--preset': (['--preset', 'huge'], "'huge'", 'invalid choice'),
+    '--image-dir': (['--image-dir', '/nonexistent/images'], '/nonexistent/images',
+                    'does not exist'),
+    '--train-spans': (['--train-spans', '-1'], '-1', 'train_spans must be >= 0'),
+    '--schema': (['--schema', '/nonexistent/schema.pbtxt'], '/nonexistent/schema.pbtxt',
+                 'schema must be'),
+    '--on-drift': (['--on-drift', 'ignore'], "'ignore'", 'invalid choice'),
+    '--tfds-data-dir': (['--tfds-data-dir', '{file}'], '{file}', 'is a file'),
+    '--eval-percent': (['--eval-percent', '100'], '100', 'eval_percent must be in 1..99'),
+    '--max-examples': (['--max-examples', '0'], '0', 'max_examples must be positive'),
+    '--on-bad-image': (['--on-bad-image', 'ignore'], "'ignore'", 'invalid choice'),
+    '--pipeline-root': (['--pipeline-root', '{file}'], '{file}', 'is a file'),
+    '--serving-dir': (['--serving-dir', '{file}'], '{file}', 'is a file'),
+    '--pipeline-name': (['--pipeline-name', 'My Pipeline'], "'My Pipeline'",
+                        'lowercase letters'),
+    '--no-cache': (['--no-cache=yes'], "'yes'", 'ignored explicit argument'),
+    '--to-node': (['--to-node', 'Trainr'], "'Trainr'", 'is not a component'),
+    '--model-variant': (['--model-variant', 'vgg'], "'vgg'", 'invalid choice'),
+    '--image-size': (['--image-size', '4'], '4', 'out of range'),
+    '--epochs': (['--epochs', '-1'], '-1', 'epochs must be at least 1'),
+    '--batch-size': (['--batch-size', '0'], '0', 'batch size must be at least 1'),
+    '--mixed-precision': (['--mixed-precision=yes'], "'yes'", 'ignored explicit argument'),
+    '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
+    '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
+    '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),
+    '--tuning-epochs': (['--tuning-epochs', 'two'], "'two'", 'invalid int value'),
+    '--no-tune': (['--no-tune=1'], "'1'", 'ignored explicit argument'),
+    '--hparams-file': (['--hparams-file', '/nonexistent.json', '--no-tune'],
+                       '/nonexistent.json', 'hyperparameters file not found'),
+    '--retune': (['--retune=true'], "'true'", 'ignored explicit argument'),
+    '--from-scratch': (['--from-scratch=1'], "'1'", 'ignored explicit argument'),
+    '--min-accuracy': (['--min-accuracy', '3'], '3', 'min accuracy must be in 0..1'),
+    '--max-regression': (['--max-regression', '-0.1'], '-0.1', 'max_regression must be >= 0'),
+    '--max-class-regression': (['--max-class-regression', '2'], '2',
+                               'max_class_regression must be in 0..1'),
+    '--min-class-accuracy': (['--min-class-accuracy', 'high'], "'high'", 'invalid float value'),
+    '--beam-workers': (['--beam-workers', '0'], '0', 'beam workers must be at least 1'),
+    '--beam-arg': (['--beam-arg=runner=DataflowRunner'], "'runner=DataflowRunner'",
+                   'written --name=value'),
+    '--runner': (['--runner', 'airflow'], "'airflow'", 'invalid choice'),
+    '--output': (['--runner', 'kubeflow-v2', '--output', '/nonexistent/pipeline.json'],
+                 '/nonexistent/pipeline.json', 'existing directory'),
+    '--image': (['--runner', 'kubeflow-v2', '--image', 'https://gcr.io/p/image'],
+                'https://gcr.io/p/image', 'container image name'),
+}
+
+
+def test_every_flag_has_a_bad_value_row():
+  assert sorted(flags()) == sorted(BAD_VALUES)
+
+
+@pytest.fixture
+def restored_environment(monkeypatch):
+  """main() points TMPDIR, KERAS_HOME and MPLCONFIGDIR into the root; undo it afterwards."""
+  import tempfile
+  for var in ('TMPDIR', 'KERAS_HOME', 'MPLCONFIGDIR'):
+    if var in os.environ:
+      monkeypatch.setenv(var, os.environ[var])
+    else:
+      monkeypatch.delenv(var, raising=False)
+  monkeypatch.setattr(tempfile, 'tempdir', tempfile.tempdir)
+
+
+@pytest.mark.parametrize('flag', sorted(BAD_VALUES))
+def test_a_bad_value_of_each_flag_is_one_error_line_naming_it(flag, tmp_path, capsys,
+                                                              restored_environment):
+  tree = fixtures.make_image_tree(str(tmp_path / 'tree'), per_class=1, classes=('a', 'b'))
+  file = tmp_path / 'a_file'
+  file.write_text('not a directory')
+  argv, named, words = (
+      [a.replace('{file}', str(file)) for a in part] if isinstance(part, list)
+      else part.replace('{file}', str(file)) for part in BAD_VALUES[flag])
+  root = tmp_path / 'root'
+  try:
+    code = pipeline_runner.main(['--preset', 'smoke', '--image-dir', tree,
+                                 '--pipeline-root', str(root)] + argv)
+  except SystemExit as e:  # argparse's own checks: types and choices
+    code = e.code
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2, err
+  assert len(err) == 1 and err[0].startswith('error: '), err
+  assert words in err[0] and named in err[0], err[0]
+  assert not (root / 'metadata.sqlite').exists()  # nothing started
+
+
+def test_the_runner_names_every_folder_it_writes(tmp_path):
+  tfds = pipeline_runner.build_config(pipeline_runner.parse_args(
+      ['--pipeline-root', str(tmp_path / 'r'), '--serving-dir', str(tmp_path / 's')]), 'smoke')
+  assert pipeline_runner.written_dirs(tfds) == [
+      ('--pipeline-root', str(tmp_path / 'r')), ('--serving-dir', str(tmp_path / 's')),
+      ('--tfds-data-dir', os.path.expanduser(
+          os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets')))]
+  folders = pipeline_runner.build_config(pipeline_runner.parse_args(
+      ['--image-dir', str(tmp_path), '--tfds-data-dir', str(tmp_path / 't')]), 'smoke')
+  assert [flag for flag, _ in pipeline_runner.written_dirs(folders)] == [
+      '--pipeline-root', '--serving-dir']

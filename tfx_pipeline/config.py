@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Tuple
 
@@ -36,9 +37,18 @@ class ConfigError(ValueError):
   """A configuration value is out of range; the message names the field."""
 
 
+# TFX caps pipeline names at 63 characters; Kubeflow v2 allows only these.
+PIPELINE_NAME_PATTERN = r'[a-z0-9][a-z0-9-]{0,62}'
+
+
 def _require(condition: bool, message: str) -> None:
   if not condition:
     raise ConfigError(message)
+
+
+def _may_be_dir(path: str) -> bool:
+  """False for an empty path or an existing file: neither can hold a run's files."""
+  return bool(path) and ('://' in path or not os.path.isfile(os.path.expanduser(path)))
 
 
 def absolute(path: str) -> str:
@@ -88,6 +98,8 @@ class DataConfig:
     _require(self.on_bad_image in BAD_IMAGE_POLICIES,
              f'on_bad_image must be one of {BAD_IMAGE_POLICIES}, '
              f'got {self.on_bad_image!r}')
+    _require(self.tfds_data_dir is None or _may_be_dir(self.tfds_data_dir),
+             f'tfds data dir {self.tfds_data_dir!r} is a file, not a directory')
 
   @property
   def source_name(self) -> str:
@@ -236,7 +248,13 @@ class PipelineConfig:
              f'preset must be one of {PRESETS}, got {self.preset!r}')
     _require(self.beam_workers >= 1,
              f'beam workers must be at least 1, got {self.beam_workers}')
-    _require(bool(self.pipeline_name.strip()), 'pipeline name must not be empty')
+    _require(re.fullmatch(PIPELINE_NAME_PATTERN, self.pipeline_name) is not None,
+             f'pipeline name {self.pipeline_name!r} must be 1-63 lowercase letters, digits '
+             "and '-', starting with a letter or digit (Kubeflow v2's rule)")
+    for name, path in (('pipeline root', self.pipeline_root), ('serving dir', self.serving_dir)):
+      _require(_may_be_dir(path), f'{name} {path!r} is a file, not a directory')
+    bad = [a for a in self.beam_args if not a.startswith('--')]
+    _require(not bad, f'Beam arguments are written --name=value, got {bad}')
     _require(self.compute_budget_tflop is None or self.compute_budget_tflop > 0,
              f'compute budget must be positive, got {self.compute_budget_tflop}')
 

@@ -253,17 +253,18 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       transform_graph=transform.outputs['transform_graph'],
       schema=schema_gen.outputs['schema'],
       train_args=tfx.proto.TrainArgs(splits=['train']),
-      eval_args=tfx.proto.EvalArgs(splits=['eval']),
-      custom_config=module_config(config, digest, fixed_hparams))
+      eval_args=tfx.proto.EvalArgs(splits=['eval']))
+  settings = module_config(config, digest, fixed_hparams)
   tuner = None
-  if config.tune.enabled:
-    tuner = tfx.components.Tuner(tuner_fn=TUNER_FN, **train_inputs).with_id('Tuner')
+  if config.tune.enabled:  # docs/scale_out.md swaps in the Vertex Tuner here
+    tuner = tfx.components.Tuner(
+        tuner_fn=TUNER_FN, **train_inputs, custom_config=settings).with_id('Tuner')
   warm_start_model = warm_start_resolver(config, example_gen, custom_resolvers)
   trainer = tfx.components.Trainer(
       run_fn=RUN_FN,
       base_model=warm_start_model.outputs['model'] if warm_start_model else None,
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      **train_inputs).with_id('Trainer')
+      **train_inputs, custom_config=settings).with_id('Trainer')
   model_resolver, evaluator, serving_check, pusher = release_components(
       config, window, trainer, digest)
 
