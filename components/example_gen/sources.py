@@ -229,13 +229,16 @@ def span_layout(image_dir: str) -> Tuple[str, str]:
 def latest_span(image_dir: str) -> Tuple[int, str]:
   """(span, tree root) of the newest span, by TFX's own span resolution (span 0: no spans).
 
-  Raises SourceError when the pattern matches nothing.
+  Raises SourceError when the pattern matches nothing. A plain tree imports
+  nothing: the runner's preflight calls this before it points Keras' and
+  matplotlib's home dirs into the pipeline root, and TFX imports both.
   """
-  from tfx.components.example_gen import utils as example_gen_utils  # pylint: disable=g-import-not-at-top
-  from tfx.proto import example_gen_pb2  # pylint: disable=g-import-not-at-top
   base, pattern = span_layout(image_dir)
   if not pattern:
     return 0, base
+  # pylint: disable=g-import-not-at-top
+  from tfx.components.example_gen import utils as example_gen_utils
+  from tfx.proto import example_gen_pb2
   split = example_gen_pb2.Input.Split(name='images', pattern=f'{pattern}/{IMAGES_GLOB}')
   try:
     _, span, _ = example_gen_utils.calculate_splits_fingerprint_span_and_version(base, [split])
