@@ -96,6 +96,7 @@ def child(name: str) -> None:
       print(json.dumps({'images_per_s': rate,
                         'cores': cores_busy(time.process_time() - cpu,
                                             time.perf_counter() - wall)}), flush=True)
+  os._exit(0)  # tf.data's and Beam's threads can keep a finished interpreter from exiting
 
 
 def start(name: str) -> subprocess.Popen:
@@ -146,7 +147,10 @@ def main(argv=None) -> dict:
             f'{epoch["cores"]:.2f} cores busy', flush=True)
   for proc in procs.values():
     proc.stdin.close()
-    proc.wait()
+    try:
+      proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+      proc.kill()
   results = {n: {'images_per_s': round(statistics.median(rates[n]), 1),
                  'cores_busy': round(statistics.median(cores[n]), 2),
                  'onednn': onednn[n]} for n in names}
