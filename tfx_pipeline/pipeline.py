@@ -90,21 +90,24 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
   `min_class_accuracy`.
   """
   gate = config.gate
-  by_label = tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])
-  per_class = []
+  overall, by_label = tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[features.LABEL_KEY])
+  # Per slice, never MetricConfig.threshold: TFMA applies that one to every
+  # slice, so each class would have to pass the overall floor.
+  thresholds = [tfma.PerSliceMetricThreshold(
+      slicing_specs=[overall],
+      threshold=_accuracy_threshold(gate.min_accuracy, gate.max_regression))]
   if gate.max_class_regression < 1.0 or gate.min_class_accuracy > 0:
-    per_class.append(tfma.PerSliceMetricThreshold(
+    thresholds.append(tfma.PerSliceMetricThreshold(
         slicing_specs=[by_label],
         threshold=_accuracy_threshold(gate.min_class_accuracy, gate.max_class_regression)))
   accuracy = tfma.MetricConfig(
       class_name='SparseCategoricalAccuracy', config='"name": "%s"' % ACCURACY_METRIC,
-      threshold=_accuracy_threshold(gate.min_accuracy, gate.max_regression),
-      per_slice_thresholds=per_class)
+      per_slice_thresholds=thresholds)
   return tfma.EvalConfig(
       model_specs=[tfma.ModelSpec(
           signature_name=features.EXAMPLE_SIGNATURE, label_key=features.LABEL_KEY,
           prediction_key=features.PROBABILITIES, preprocessing_function_names=[])],
-      slicing_specs=[tfma.SlicingSpec(), by_label],
+      slicing_specs=[overall, by_label],
       metrics_specs=[tfma.MetricsSpec(metrics=[
           accuracy,
           tfma.MetricConfig(class_name='MultiClassConfusionMatrixPlot'),
