@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help='share of a single-split source carved out as eval')
   data.add_argument('--max-examples', type=int, help='cap on images read per source split')
   data.add_argument('--on-bad-image', choices=config_lib.BAD_IMAGE_POLICIES,
-                    help='undecodable images: skip and list them, or fail the run')
+                    help='undecodable images and those over --max-image-pixels: skip and list '
+                         'them, or fail the run')
+  data.add_argument('--max-image-pixels', type=int,
+                    help='largest image, height x width as its header declares, that '
+                         'ingestion and the exported model decode; larger ones are refused '
+                         f'before decoding (default {config_lib.MAX_IMAGE_PIXELS}: 4096x4096)')
   out = p.add_argument_group('outputs')
   out.add_argument('--pipeline-root', help='artifacts, MLMD (SQLite) and logs')
   out.add_argument('--serving-dir', help='where the Pusher writes numbered versions')
@@ -150,6 +155,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   data = _set(base.data, image_dir=_path(args.image_dir), tfds_data_dir=args.tfds_data_dir,
               eval_percent=args.eval_percent, max_examples=args.max_examples,
               on_bad_image=args.on_bad_image, train_spans=args.train_spans,
+              max_image_pixels=args.max_image_pixels,
               schema=args.schema if args.schema in (None, 'curated', 'infer')
               else _path(args.schema), on_drift=args.on_drift)
   image_size = args.image_size

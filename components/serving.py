@@ -6,9 +6,13 @@
       -> the same three outputs
 
 Both first check that every image is JPEG or PNG (anything else fails with
-an InvalidArgumentError that says so, never a silent zero image), then run the
-TFT transform graph (decode, resize, normalize) and the Keras model, so
-serving applies exactly the preprocessing that training saw.
+an InvalidArgumentError that says so, never a silent zero image) and that no
+image's header declares more than `max_image_pixels` pixels (a decompression
+bomb: a 746 KB PNG can declare 16000x16000 pixels, 3.8 GB once decoded and
+preprocessed; it fails with an InvalidArgumentError naming its size and the
+limit, before anything is decoded). Then they run the TFT transform graph
+(decode, resize, normalize) and the Keras model, so serving applies exactly
+the preprocessing that training saw.
 
 `export` also writes, under `assets.extra/` (which TF Serving does not load
 into the graph): `tf_serving_warmup_requests`, a few PredictRequests on small
@@ -41,6 +45,8 @@ import numpy as np
 import tensorflow as tf
 
 from components import features
+from components import image_header
+from tfx_pipeline import config as config_lib
 
 WARMUP_FILE = os.path.join('assets.extra', 'tf_serving_warmup_requests')
 # Every class name in id order, for clients that show more than the top-1 name
@@ -74,6 +80,69 @@ def check_image_format(encoded: tf.Tensor, source: str) -> tf.Tensor:
     return tf.identity(encoded)
 
 
+def _big_endian_u32(raw: tf.Tensor) -> tf.Tensor:
+  """uint8 [n, 4] -> int64 [n]: four bytes read as a big-endian unsigned integer."""
+  weights = tf.constant([1 << 24, 1 << 16, 1 << 8, 1], tf.int64)
+  return tf.reduce_sum(tf.cast(raw, tf.int64) * weights, axis=1)
+
+
+def declared_sizes(flat: tf.Tensor) -> tf.Tensor:
+  """int64 [n, 2]: (height, width) that each image's header declares; 0 for neither format.
+
+  The graph twin of components/image_header.py. PNG: the IHDR chunk's width
+  and height, read as bytes (every string is padded first, so a short one
+  reads zeros instead of failing the slice). JPEG: tf.image.extract_jpeg_shape,
+  which runs libjpeg's header reader alone; it fails like the decoder on a
+  JPEG without a readable header ("Invalid JPEG data").
+  """
+  padded = tf.strings.join([flat, b'\0' * image_header.PNG_HEADER_BYTES])
+  is_png = tf.logical_and(
+      tf.equal(tf.strings.substr(flat, 0, len(PNG_MAGIC)), PNG_MAGIC),
+      tf.equal(tf.strings.substr(padded, image_header.PNG_IHDR_TYPE_OFFSET, 4), b'IHDR'))
+  ihdr = tf.reshape(tf.io.decode_raw(
+      tf.strings.substr(padded, image_header.PNG_WIDTH_OFFSET, 8), tf.uint8), [-1, 8])
+  png = tf.stack([_big_endian_u32(ihdr[:, 4:]), _big_endian_u32(ihdr[:, :4])], axis=1)
+  is_jpeg = tf.equal(tf.strings.substr(flat, 0, len(JPEG_MAGIC)), JPEG_MAGIC)
+
+  def jpeg_size(args):
+    encoded, jpeg = args
+    return tf.cond(jpeg, lambda: tf.image.extract_jpeg_shape(encoded, tf.int64)[:2],
+                   lambda: tf.zeros([2], tf.int64))
+
+  jpeg = tf.map_fn(jpeg_size, (flat, is_jpeg),
+                   fn_output_signature=tf.TensorSpec([2], tf.int64))
+  none = tf.zeros_like(png)
+  return tf.where(is_png[:, tf.newaxis], png, tf.where(is_jpeg[:, tf.newaxis], jpeg, none))
+
+
+def check_image_size(encoded: tf.Tensor, max_pixels: int, source: str) -> tf.Tensor:
+  """`encoded` unchanged if no image's header declares more than `max_pixels` pixels.
+
+  Otherwise raises InvalidArgumentError, before any image is decoded:
+  "<source>: the image at batch position 1 declares 16000x16000 pixels, over
+  the limit 16777216 (refused before decoding; too large at batch positions
+  [1])". Run after check_image_format, so every element is JPEG or PNG.
+  """
+  flat = tf.reshape(encoded, [-1])
+  sizes = declared_sizes(flat)
+  # float64: exact for every product up to 2**53, and no int64 overflow for
+  # two 32-bit PNG dimensions.
+  pixels = tf.cast(sizes[:, 0], tf.float64) * tf.cast(sizes[:, 1], tf.float64)
+  too_large = pixels > float(max_pixels)
+  bad_positions = tf.cast(tf.reshape(tf.where(too_large), [-1]), tf.int32)
+  # The first offender, or a zero row past the end when there is none (the
+  # message is built either way; Assert prints it only on failure).
+  first = tf.argmax(tf.cast(tf.concat([too_large, [True]], 0), tf.int32), output_type=tf.int32)
+  height, width = tf.unstack(tf.concat([sizes, tf.zeros([1, 2], tf.int64)], 0)[first])
+  reason = image_header.too_large_reason('{}', '{}', max_pixels)
+  message = tf.strings.format(
+      f'{source}: the image at batch position {{}} {reason} (refused before decoding; '
+      'too large at batch positions {})', [first, height, width, bad_positions], summarize=10)
+  check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(too_large)), [message])
+  with tf.control_dependencies([check]):
+    return tf.identity(encoded)
+
+
 def at_least_one_row(images: tf.Tensor) -> tf.Tensor:
   """`images`, with one zero image appended when the batch is empty.
 
@@ -91,8 +160,10 @@ def at_least_one_row(images: tf.Tensor) -> tf.Tensor:
 class ServingModule(tf.Module):
   """Holds the model's variables, the transform layer and the class names for export."""
 
-  def __init__(self, model, tft_output, class_names: Sequence[str]):
+  def __init__(self, model, tft_output, class_names: Sequence[str],
+               max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS):
     super().__init__(name='alexnet_serving')
+    self._max_image_pixels = int(max_image_pixels)
     # Plain attributes of a tf.Module are tracked for saving; the Keras model
     # must not be (see the module docstring), so it sits in a closure and the
     # module tracks the tf.Variables its call reads.
@@ -106,7 +177,8 @@ class ServingModule(tf.Module):
     self._example_spec = {features.IMAGE_KEY: self._image_spec}
 
   def _predict(self, raw: Dict[str, tf.Tensor], source: str) -> Dict[str, tf.Tensor]:
-    raw = {features.IMAGE_KEY: check_image_format(raw[features.IMAGE_KEY], source)}
+    encoded = check_image_format(raw[features.IMAGE_KEY], source)
+    raw = {features.IMAGE_KEY: check_image_size(encoded, self._max_image_pixels, source)}
     images = self.tft_layer(raw)[features.TRANSFORMED_IMAGE_KEY]
     batch_size = tf.shape(images)[0]
     probabilities = tf.cast(self._call_model(at_least_one_row(images))[:batch_size], tf.float32)
@@ -211,9 +283,14 @@ def write_class_names(export_dir: str, class_names: Sequence[str]) -> str:
   return path
 
 
-def export(model, tft_output, class_names: Sequence[str], export_dir: str) -> str:
-  """Writes the serving SavedModel, its warm-up requests and class names; returns the path."""
-  module = ServingModule(model, tft_output, class_names)
+def export(model, tft_output, class_names: Sequence[str], export_dir: str,
+           max_image_pixels: int = config_lib.MAX_IMAGE_PIXELS) -> str:
+  """Writes the serving SavedModel, its warm-up requests and class names; returns the path.
+
+  The signatures refuse images whose header declares more than
+  `max_image_pixels` pixels (`DataConfig.max_image_pixels`).
+  """
+  module = ServingModule(model, tft_output, class_names, max_image_pixels)
   tf.saved_model.save(module, export_dir, signatures=signatures(module))
   write_warmup_file(export_dir, warmup_requests(warmup_batches()))
   write_class_names(export_dir, class_names)

@@ -54,6 +54,14 @@ def exported(tmp_path_factory, transform_output):
 
 
 @pytest.fixture(scope='session')
+def tf1_exported(exported):
+  """The `exported` model loaded as TF Serving loads it (fixtures.Tf1Model)."""
+  model = fixtures.Tf1Model(exported[2])
+  yield model
+  model.close()
+
+
+@pytest.fixture(scope='session')
 def smoke_days(tmp_path_factory):
   """The four shared smoke runs of tests/smoke_runs.py (about 7 minutes on 2 cores)."""
   return smoke_runs.make_days(str(tmp_path_factory.mktemp('days')))

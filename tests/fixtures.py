@@ -7,9 +7,13 @@ above chance. Deterministic for a given seed.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
-from typing import Sequence
+import struct
+import threading
+import zlib
+from typing import Dict, Sequence
 
 import numpy as np
 from PIL import Image
@@ -35,6 +39,48 @@ def encode(array: np.ndarray, fmt: str) -> bytes:
   return buffer.getvalue()
 
 
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+  return (struct.pack('>I', len(payload)) + kind + payload
+          + struct.pack('>I', zlib.crc32(kind + payload)))
+
+
+@functools.lru_cache(maxsize=8)
+def png_bomb(height: int, width: int, channels: int = 3) -> bytes:
+  """A complete, valid PNG of height x width black pixels, a few hundred KB.
+
+  A decompression bomb: 16000x16000 RGB is 746 KB on disk and 768 MB decoded.
+  Built in well under a second: the deflate stream repeats one compressed
+  block of zero rows (compressed with a full flush, so it does not depend on
+  what came before) instead of compressing every row.
+  """
+  color_type = {1: 0, 3: 2}[channels]  # gray, RGB; 8 bits per sample
+  ihdr = struct.pack('>IIBBBBB', width, height, 8, color_type, 0, 0, 0)
+  row = 1 + width * channels  # filter byte 0 (None) + the samples, all zero
+  rows_per_block = max(1, (1 << 20) // row)
+  whole, rest = divmod(height, rows_per_block)
+  deflate = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: header written by hand
+  block = deflate.compress(b'\0' * (row * rows_per_block)) + deflate.flush(zlib.Z_FULL_FLUSH)
+  deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+  tail = deflate.compress(b'\0' * (row * rest)) + deflate.flush()
+  # Adler-32 of n zero bytes: a stays 1, b adds a once per byte.
+  adler = (((row * height) % 65521) << 16) | 1
+  idat = b'\x78\xda' + block * whole + tail + struct.pack('>I', adler)
+  return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', idat)
+          + _png_chunk(b'IEND', b''))
+
+
+def jpeg_bomb(height: int, width: int) -> bytes:
+  """A small JPEG whose start-of-frame declares height x width (at most 65535 a side).
+
+  The scan data is a 16x16 image's, so a decoder that trusts the header
+  allocates the declared size and then runs out of data.
+  """
+  data = bytearray(encode(np.zeros((16, 16, 3), np.uint8), 'jpg'))
+  sof = data.index(b'\xff\xc0')  # baseline SOF0: marker, length, precision, height, width
+  data[sof + 5:sof + 9] = struct.pack('>HH', height, width)
+  return bytes(data)
+
+
 def make_image_tree(root: str, per_class: int = 20, classes: Sequence[str] = CLASS_NAMES,
                     splits: Sequence[str] = ('train',), size: int = 32, seed: int = 0) -> str:
   """ROOT/<split>/<class>/<n>.jpg|png; every fifth image is a PNG. Returns ROOT."""
@@ -55,7 +101,10 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
 
   Usable: 10 images per class in `cat` and `dog` (including a grayscale PNG,
   an RGBA PNG and a 17x45 JPEG). Undecodable (kept by the scan, skipped by
-  the decode check): a truncated JPEG and a text file named .jpg. Ignored by
+  the decode check): a truncated JPEG and a text file named .jpg. Over the
+  default pixel limit (kept by the scan, skipped by the header check): a
+  valid PNG that declares 5000x5000 pixels and a JPEG that declares
+  20000x20000 (`oversized`: path -> declared size). Ignored by
   the scan: .git/, a stray top-level file, an empty class folder, a nested
   folder, a .txt file and a symlink to `outside_file`.
   """
@@ -87,10 +136,83 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
   with open(os.path.join(root, 'LICENSE.txt'), 'w') as f:
     f.write('stray file')
   os.symlink(outside_file, os.path.join(dog, 'escape.jpg'))
+  oversized = {'train/cat/bomb.png': (5000, 5000), 'train/dog/bomb.jpg': (20000, 20000)}
+  with open(os.path.join(root, 'train/cat/bomb.png'), 'wb') as f:
+    f.write(png_bomb(5000, 5000, channels=1))
+  with open(os.path.join(root, 'train/dog/bomb.jpg'), 'wb') as f:
+    f.write(jpeg_bomb(20000, 20000))
   return {
       'classes': ['cat', 'dog'],
       'good': 8 + 8 + 4,  # 16 generated + gray, rgba, odd, wide
-      'bad': {'train/dog/truncated.jpg', 'train/cat/notes.jpg', 'train/cat/bitmap.jpg'},
+      'bad': {'train/dog/truncated.jpg', 'train/cat/notes.jpg', 'train/cat/bitmap.jpg',
+              *oversized},
+      'oversized': oversized,
       'ignored': {'.git', 'LICENSE.txt', 'train/empty_class', 'train/cat/nested',
                   'train/cat/readme.txt', 'train/dog/escape.jpg'},
   }
+
+
+class RssWatch:
+  """Samples this process's resident memory every few ms while in its `with` block.
+
+  `growth_mb` is the peak over the resident size at entry: what the block
+  cost at its worst, whatever the process held before (the lifetime peak,
+  ru_maxrss, would hide a block that stays under an earlier test's peak).
+  """
+
+  def __init__(self, interval_s: float = 0.002):
+    import psutil  # pylint: disable=g-import-not-at-top
+    self._process = psutil.Process()
+    self._interval_s = interval_s
+    self._stop = threading.Event()
+    self.start_mb = self.peak_mb = 0.0
+
+  def _rss_mb(self) -> float:
+    return self._process.memory_info().rss / 2**20
+
+  def _sample(self):
+    while not self._stop.wait(self._interval_s):
+      self.peak_mb = max(self.peak_mb, self._rss_mb())
+
+  def __enter__(self):
+    self.start_mb = self.peak_mb = self._rss_mb()
+    self._thread = threading.Thread(target=self._sample, daemon=True)
+    self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    self._thread.join()
+    self.peak_mb = max(self.peak_mb, self._rss_mb())
+    return False
+
+  @property
+  def growth_mb(self) -> float:
+    return self.peak_mb - self.start_mb
+
+
+class Tf1Model:
+  """A SavedModel loaded the way TF Serving loads it: its graph in a TF1 session.
+
+  `tf.compat.v1.saved_model.loader.load` imports the graph, runs the restore
+  op and the init op (components/serving_check/check.py). Calls may come from
+  several threads at once, as TF Serving's request threads share one session.
+  """
+
+  def __init__(self, export_dir: str):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    self.graph = tf.Graph()
+    self.session = tf.compat.v1.Session(graph=self.graph)
+    with self.graph.as_default():
+      meta_graph = tf.compat.v1.saved_model.loader.load(self.session, ['serve'], export_dir)
+    self.signatures = meta_graph.signature_def
+
+  def __call__(self, signature: str, values: Sequence[bytes]) -> Dict[str, np.ndarray]:
+    signature_def = self.signatures[signature]
+    (input_name,) = signature_def.inputs
+    feed = {signature_def.inputs[input_name].name: np.array(list(values), dtype=object)}
+    fetch = {name: tensor.name for name, tensor in signature_def.outputs.items()}
+    return self.session.run(fetch, feed)
+
+  def close(self):
+    self.session.close()

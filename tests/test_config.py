@@ -28,6 +28,7 @@ def test_unknown_preset_is_refused():
     ('gate', {'min_accuracy': 2.0}, 'min accuracy'),
     ('data', {'on_bad_image': 'ignore'}, 'on_bad_image'),
     ('data', {'eval_percent': 0}, 'eval_percent'),
+    ('data', {'max_image_pixels': 300 * 200}, 'max_image_pixels must be at least'),
 ])
 def test_bad_values_fail_with_the_field_name(section, changes, message):
   base = getattr(config.cpu(), section)
@@ -48,6 +49,7 @@ def test_module_config_round_trips_through_json():
   assert config.model_config_from_dict(settings['model']) == cfg.model
   assert config.train_config_from_dict(settings['train']) == cfg.train
   assert config.tune_config_from_dict(settings['tune']) == cfg.tune
+  assert settings['max_image_pixels'] == cfg.data.max_image_pixels == config.MAX_IMAGE_PIXELS
 
 
 def test_beam_args_switch_to_multiprocessing_with_workers():

@@ -12,6 +12,7 @@ from tfx.types import standard_artifacts
 import fixtures
 from components import features
 from components.example_gen import executor
+from tfx_pipeline import config
 from tfx_pipeline.config import DataConfig
 
 
@@ -55,6 +56,45 @@ def test_bad_images_are_skipped_listed_and_counted(messy):
   assert props['train_skipped'].int_value + props['eval_skipped'].int_value == \
       len(expected['bad'])
   assert props['ignored_files'].int_value == len(expected['ignored'])
+
+
+def bad_reasons(examples):
+  lines = open(os.path.join(examples.uri, features.BAD_IMAGES_FILE)).read().splitlines()
+  return {line.split('\t')[1]: line.split('\t')[2] for line in lines}
+
+
+def test_images_over_the_pixel_limit_are_skipped_by_their_header_with_size_and_limit(messy):
+  examples, expected = messy
+  reasons = bad_reasons(examples)
+  for path, (height, width) in expected['oversized'].items():
+    assert reasons[path] == (f'declares {height}x{width} pixels, over the limit '
+                             f'{config.MAX_IMAGE_PIXELS}')
+  skipped = json.load(open(os.path.join(examples.uri, features.COUNTS_FILE)))['skipped_files']
+  assert {line.split('\t')[1] for line in skipped} >= set(expected['oversized'])
+
+
+def test_the_pixel_limit_comes_from_the_data_config(messy, tmp_path):
+  examples, expected = messy
+  tree = os.path.join(os.path.dirname(examples.uri), 'tree')
+  raised = run_executor(tmp_path, DataConfig(image_dir=tree, eval_percent=30,
+                                             max_image_pixels=5000 * 5000))
+  reasons = bad_reasons(raised)
+  # The 5000x5000 PNG is a valid image within this limit: decoded and written.
+  assert 'train/cat/bomb.png' not in reasons
+  assert reasons['train/dog/bomb.jpg'] == \
+      'declares 20000x20000 pixels, over the limit 25000000'
+  ids = {e.features.feature[features.ID_KEY].bytes_list.value[0].decode()
+         for e in read_split(raised, 'train') + read_split(raised, 'eval')}
+  assert 'train/cat/bomb.png' in ids
+
+
+def test_check_image_refuses_a_bomb_before_decoding():
+  import resource
+  before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  with pytest.raises(ValueError, match='declares 16000x16000 pixels, over the limit 16777216'):
+    executor.check_image(fixtures.png_bomb(16000, 16000))
+  # Decoding it would take 768 MB, and its float32 view three times that.
+  assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KB
 
 
 def test_written_examples_hold_decodable_bytes_labels_and_ids(messy):

@@ -135,6 +135,8 @@ BAD_VALUES = {
     '--eval-percent': (['--eval-percent', '100'], '100', 'eval_percent must be in 1..99'),
     '--max-examples': (['--max-examples', '0'], '0', 'max_examples must be positive'),
     '--on-bad-image': (['--on-bad-image', 'ignore'], "'ignore'", 'invalid choice'),
+    '--max-image-pixels': (['--max-image-pixels', '1000'], '1000',
+                           'max_image_pixels must be at least'),
     '--pipeline-root': (['--pipeline-root', '{file}'], '{file}', 'is a file'),
     '--serving-dir': (['--serving-dir', '{file}'], '{file}', 'is a file'),
     '--pipeline-name': (['--pipeline-name', 'My Pipeline'], "'My Pipeline'",

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import fixtures
 from components import features, serving
 from fixtures import NUMBERED_CLASSES as CLASS_NAMES
+from tfx_pipeline import config as config_lib
 
 
 @pytest.fixture(scope='module')
@@ -177,3 +179,62 @@ def test_export_writes_every_class_name_in_id_order(exported):
   _, _, path = exported
   with open(os.path.join(path, 'assets.extra', 'class_names.json')) as f:
     assert json.load(f) == CLASS_NAMES
+
+
+# Decompression bombs: a valid 760 KB PNG of 16000x16000 black pixels (768 MB
+# decoded, 3 GB more as float32) and a tiny JPEG whose frame declares 20000x20000.
+BOMBS = {'png': ((16000, 16000), lambda: fixtures.png_bomb(16000, 16000)),
+         'jpeg': ((20000, 20000), lambda: fixtures.jpeg_bomb(20000, 20000))}
+REFUSAL = {features.SERVING_SIGNATURE: features.SERVING_INPUT,
+           features.EXAMPLE_SIGNATURE: f'the tf.Example feature {features.IMAGE_KEY}'}
+
+
+def request_values(signature, blobs):
+  return blobs if signature == features.SERVING_SIGNATURE else \
+      [serving.image_example(b) for b in blobs]
+
+
+@pytest.mark.parametrize('kind', sorted(BOMBS))
+@pytest.mark.parametrize('signature', sorted(REFUSAL))
+def test_a_decompression_bomb_is_refused_before_decoding_as_tf_serving_loads_it(
+    tf1_exported, signature, kind):
+  (height, width), make = BOMBS[kind]
+  good = encoded('JPEG')
+  values = request_values(signature, [good, make(), good])
+  with fixtures.RssWatch() as memory:
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+      tf1_exported(signature, values)
+  assert (f'{REFUSAL[signature]}: the image at batch position 1 declares {height}x{width} '
+          f'pixels, over the limit {config_lib.MAX_IMAGE_PIXELS} (refused before decoding; '
+          'too large at batch positions [1])') in info.value.message
+  print(f'{signature} {kind} bomb: resident memory +{memory.growth_mb:.0f} MB')
+  assert memory.growth_mb < 100  # decoding the PNG alone would take 768 MB
+  # The session serves the next request as before.
+  out = tf1_exported(signature, request_values(signature, [good]))
+  assert out[features.PROBABILITIES].shape == (1, 10)
+
+
+def test_the_tf2_loaded_signatures_refuse_a_bomb_too(exported):
+  _, loaded, _ = exported
+  with pytest.raises(tf.errors.InvalidArgumentError, match='declares 16000x16000 pixels'):
+    loaded.signatures[features.SERVING_SIGNATURE](
+        image_bytes=tf.constant([fixtures.png_bomb(16000, 16000)]))
+
+
+def test_the_pixel_limit_is_the_exports_setting_and_the_limit_itself_passes(
+    exported, transform_output):
+  model, _, _ = exported
+  module = serving.ServingModule(model, transform_output, CLASS_NAMES, max_image_pixels=32 * 32)
+  out = module.serve_image_bytes(tf.constant([encoded('PNG', (32, 32, 3)),
+                                              encoded('JPEG', (16, 64, 3))]))
+  assert out[features.PROBABILITIES].shape == (2, 10)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r'position 0 declares 33x32 pixels, over the limit 1024 .*\[0 2\]'):
+    module.serve_image_bytes(tf.constant([encoded('PNG', (33, 32, 3)), encoded('JPEG'),
+                                          encoded('JPEG', (32, 33, 3))]))
+
+
+def test_a_bomb_behind_a_bad_format_is_named_as_the_bad_format(tf1_exported):
+  """The format check runs first: the caller learns what to send, not only what not to."""
+  with pytest.raises(tf.errors.InvalidArgumentError, match=r'must hold encoded JPEG or PNG'):
+    tf1_exported(features.SERVING_SIGNATURE, [fixtures.png_bomb(16000, 16000), b'text'])

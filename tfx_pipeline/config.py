@@ -32,6 +32,16 @@ BEAM_DEPENDENCY_FLAGS = ('extra_package', 'extra_packages', 'setup_file', 'requi
 # least 67x67 pixels to leave a 1x1 map; see models/alexnet.py.
 MIN_IMAGE_SIZE = {'cifar': 8, 'paper': 67}
 
+# Images whose header declares more pixels than this are refused before they
+# are decoded: skipped (and listed) by ImageExampleGen, an InvalidArgumentError
+# from the serving signatures (components/image_header.py). 4096x4096 (16.8
+# megapixels) passes every phone and most camera photos; decoding one costs
+# 50 MB as uint8 and 200 MB as the float32 the transform resizes. A 16000x16000
+# PNG of zeros (746 KB) would cost 3.8 GB.
+MAX_IMAGE_PIXELS = 4096 * 4096
+# The floor of the limit: the exported warm-up requests hold a 300x200 image.
+MIN_MAX_IMAGE_PIXELS = 256 * 256
+
 
 class ConfigError(ValueError):
   """A configuration value is out of range; the message names the field."""
@@ -84,8 +94,14 @@ class DataConfig:
   # statistics (to regenerate the curated one); else a schema.pbtxt path.
   schema: str = 'curated'
   on_drift: str = 'fail'  # drift past a comparator's threshold: `fail` or `warn`
+  # Largest image (height x width, from its header) that ingestion and serving
+  # decode; larger ones are refused before decoding (decompression bombs).
+  max_image_pixels: int = MAX_IMAGE_PIXELS
 
   def __post_init__(self):
+    _require(self.max_image_pixels >= MIN_MAX_IMAGE_PIXELS,
+             f'max_image_pixels must be at least {MIN_MAX_IMAGE_PIXELS} (256x256), '
+             f'got {self.max_image_pixels}')
     _require(0 < self.eval_percent < 100,
              f'eval_percent must be in 1..99, got {self.eval_percent}')
     _require(self.max_examples is None or self.max_examples > 0,
@@ -293,6 +309,8 @@ class PipelineConfig:
         'tune': dataclasses.asdict(self.tune),
         'tuner_dir': absolute(self.tuner_dir),
         'backup_root': absolute(os.path.join(self.pipeline_root, 'train_backup')),
+        # The serving signatures refuse larger images (components/serving.py).
+        'max_image_pixels': self.data.max_image_pixels,
     }
 
 

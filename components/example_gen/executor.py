@@ -7,8 +7,11 @@ Beam graph:
 
 Every image is decoded once with the same decoder the transform graph uses
 (`tf.io.decode_image`, 3 channels), so a file that would break training or
-serving is caught here, named by path, and counted. The encoded bytes are
-kept as they are: decoding, resizing and normalizing belong to Transform.
+serving is caught here, named by path, and counted. Before that, its header
+is read (components/image_header.py): an image that declares more than
+`max_image_pixels` pixels (a decompression bomb) is skipped and listed the
+same way, without being decoded. The encoded bytes are kept as they are:
+decoding, resizing and normalizing belong to Transform.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
 
 from components import features
+from components import image_header
 from components import progress
 from components.example_gen import driver
 from components.example_gen import sources
@@ -52,7 +56,7 @@ class RawImage(NamedTuple):
 
 
 class BadImageError(RuntimeError):
-  """Raised with the list of undecodable files when on_bad_image='fail'."""
+  """Raised with the list of refused files when on_bad_image='fail'."""
 
 
 class ImageFacts(NamedTuple):
@@ -69,11 +73,14 @@ class ImageFacts(NamedTuple):
 LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of R, G, B
 
 
-def check_image(data: bytes) -> ImageFacts:
+def check_image(data: bytes,
+                max_pixels: int = config_lib.MAX_IMAGE_PIXELS) -> ImageFacts:
   """Facts about decodable image bytes; raises ValueError otherwise.
 
-  Decodes once, in the file's own channels; the RGB view is what the
-  transform graph's decode (3 channels) gives: gray replicated, alpha dropped.
+  Refuses, before decoding, an image whose header declares more than
+  `max_pixels` pixels or whose size cannot be read from its header. Decodes
+  once, in the file's own channels; the RGB view is what the transform graph's
+  decode (3 channels) gives: gray replicated, alpha dropped.
   """
   import numpy as np  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
@@ -82,6 +89,9 @@ def check_image(data: bytes) -> ImageFacts:
   if not features.is_jpeg_or_png(data):
     # tf.io.decode_image would take GIF and BMP too, which serving refuses.
     raise ValueError('not a JPEG or PNG file')
+  refusal = image_header.header_refusal(data, max_pixels)
+  if refusal:
+    raise ValueError(refusal)
   try:
     image = tf.io.decode_image(data, channels=0, expand_animations=False).numpy()
   except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as e:
@@ -131,9 +141,10 @@ class _DecodeCheck(beam.DoFn):
 
   BAD = 'bad'
 
-  def __init__(self, root: Optional[str], class_names: List[str]):
+  def __init__(self, root: Optional[str], class_names: List[str], max_pixels: int):
     self._root = root
     self._class_names = class_names
+    self._max_pixels = max_pixels
 
   def setup(self):
     self._checked, self._start = 0, time.perf_counter()
@@ -156,7 +167,7 @@ class _DecodeCheck(beam.DoFn):
     try:
       data = raw.data if raw.data is not None else sources.read_file_in_tree(
           self._root, raw.relpath)
-      facts = check_image(data)
+      facts = check_image(data, self._max_pixels)
     except (OSError, ValueError) as e:
       self._count('skipped', raw.split, raw.label)
       yield beam.pvalue.TaggedOutput(self.BAD, f'{raw.split}\t{raw.image_id}\t{e}')
@@ -254,7 +265,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     checked = (pipeline
                | 'Source' >> source.raw
                | 'Spread' >> beam.Reshuffle()
-               | 'DecodeCheck' >> beam.ParDo(_DecodeCheck(source.root, source.class_names))
+               | 'DecodeCheck' >> beam.ParDo(_DecodeCheck(source.root, source.class_names,
+                                                    data.max_image_pixels))
                .with_outputs(_DecodeCheck.BAD, main='good'))
     by_split = checked.good | 'BySplit' >> beam.Partition(
         lambda kv, _: sources.OUTPUT_SPLITS.index(kv[0]), len(sources.OUTPUT_SPLITS))
@@ -276,7 +288,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
     self._record(examples, data, source, counts, bad)
     if bad and data.on_bad_image == 'fail':
       raise BadImageError(
-          f'{len(bad)} undecodable image(s) and --on-bad-image fail:\n' + '\n'.join(bad))
+          f'{len(bad)} undecodable or oversized image(s) and --on-bad-image fail:\n'
+          + '\n'.join(bad))
     for split in sources.OUTPUT_SPLITS:
       if not counts[split]['written']:
         raise sources.SourceError(f'no usable images landed in the {split} split '
@@ -303,7 +316,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
       c = counts[split]
       progress.LOGGER.info('ImageExampleGen %s: read %d, written %d, skipped %d',
                            split, c['read'], c['written'], c['skipped'])
-    _log_list('skipped as undecodable', [line.replace('\t', ' ') for line in bad])
+    _log_list('skipped (undecodable, or over --max-image-pixels)',
+              [line.replace('\t', ' ') for line in bad])
 
 
 def _log_list(what: str, lines: List[str]) -> None:
