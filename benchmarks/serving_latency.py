@@ -24,27 +24,44 @@ costs or buys: `w/o batch-of-one` (decode always through tf.map_fn),
 `w/o resize skip` (resize even at the target size) and `w/o format check`
 (no JPEG/PNG check before decoding); and a second table timing the decode
 step alone in its four versions, where the differences are not drowned by the
-model's run-to-run noise. Fewer calls per row; under 3 minutes.
+model's run-to-run noise. Fewer calls per row; under 3 minutes. It also has a
+`w/o size check` row (no decompression-bomb check before decoding).
+
+`--load` times the model under concurrent load instead, loaded as TF Serving
+loads it (a TF1 session, shared by every request thread): `--requests`
+(default 2,000) requests drawn from the mix that tests/test_serving_load.py
+sends (tests/fixtures.py: good JPEGs and PNGs from 17x45 to 480x640, alone and
+in batches of 3 and 8, on both signatures; 30% bad: empty strings, text,
+truncated files, decompression bombs), first from one thread, then from
+`--threads` (default 8). Every answer is checked against the single-threaded
+one and every error against its expected message. It reports throughput
+(requests and good images per second), p50/p99 latency of good and bad
+requests, and the peak resident memory over its start.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import json
+import re
 import os
 import sys
 import tempfile
 import time
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 from unittest import mock
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'tests'))  # fixtures.py: the load mix, bombs, Tf1Model
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import fixtures  # noqa: E402
 from components import features  # noqa: E402
 from components import serving  # noqa: E402
 from components import transform  # noqa: E402
@@ -146,10 +163,14 @@ def analyze(workdir: str, name: str, images: Sequence[bytes], decode=None):
   return tft.TFTransformOutput(out)
 
 
-def export_and_load(model, tft_output, path: str, check: bool = True):
-  """serving.export, reloaded; `check=False` exports without the JPEG/PNG check."""
-  patch = contextlib.nullcontext() if check else \
-      mock.patch.object(serving, 'check_image_format', lambda encoded, source: encoded)
+def export_and_load(model, tft_output, path: str, check: Optional[str] = None):
+  """serving.export, reloaded; `check` names a check exported without: 'format' or 'size'."""
+  patch = {
+      None: contextlib.nullcontext(),
+      'format': mock.patch.object(serving, 'check_image_format', lambda encoded, source: encoded),
+      'size': mock.patch.object(serving, 'check_image_size',
+                                lambda encoded, max_pixels, source: encoded),
+  }[check]
   with patch:
     serving.export(model, tft_output, [f'class_{i}' for i in range(10)], path)
   return tf.saved_model.load(path).signatures[features.SERVING_SIGNATURE]
@@ -167,8 +188,9 @@ def build_sides(workdir: str, ablation: bool):
       sides[f'  w/o {change}'] = export_and_load(
           model, analyze(workdir, f'transform_{i}', images, decode_images_without(change)),
           os.path.join(workdir, f'serving_{i}'))
-    sides['  w/o format check'] = export_and_load(
-        model, tft_output, os.path.join(workdir, 'serving_no_check'), check=False)
+    for check in ('format', 'size'):
+      sides[f'  w/o {check} check'] = export_and_load(
+          model, tft_output, os.path.join(workdir, f'serving_no_{check}_check'), check=check)
   bare = BareModel(model)
   bare_dir = os.path.join(workdir, 'bare')
   tf.saved_model.save(bare, bare_dir, signatures={'serving_default': bare.predict})
@@ -260,12 +282,103 @@ def json_summary(results, decode_results) -> Dict[str, float]:
   return summary
 
 
+# ---------------------------------------------------------------- concurrent load
+
+def export_tf1(workdir: str):
+  """The serving side only, exported and loaded as TF Serving loads it; (model, hp, params)."""
+  tft_output = analyze(workdir, 'transform', make_images(ANALYZE_IMAGES, seed=1))
+  hp = search_space(config.cpu().tune, 'cifar')
+  model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10)
+  path = serving.export(model, tft_output, [f'class_{i}' for i in range(10)],
+                        os.path.join(workdir, 'serving'))
+  return fixtures.Tf1Model(path), hp, model.count_params()
+
+
+def run_load(call, good_requests, bad_requests, expected, schedule, threads: int):
+  """Sends `schedule` from `threads` threads; checks every answer; returns the figures."""
+  def send(item):
+    kind, index = item
+    signature, _, values = (good_requests if kind == 'good' else bad_requests)[index]
+    start = time.perf_counter()
+    try:
+      out = call(signature, values)
+    except tf.errors.InvalidArgumentError as e:
+      out = e
+    return item, out, time.perf_counter() - start
+
+  start = time.perf_counter()
+  with fixtures.RssWatch() as memory:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+      results = list(pool.map(send, schedule))
+  wall = time.perf_counter() - start
+  latencies = {'good': [], 'bad': []}
+  images = 0
+  for (kind, index), out, seconds in results:
+    latencies[kind].append(seconds * 1e3)
+    if kind == 'good':
+      names = good_requests[index][1]
+      if isinstance(out, Exception):
+        raise AssertionError(f'good request {names} failed under load: {out}')
+      np.testing.assert_array_equal(out[features.PROBABILITIES],
+                                    expected[index][features.PROBABILITIES])
+      images += len(names)
+    else:
+      bad_kind = bad_requests[index][1][0]
+      if not (isinstance(out, tf.errors.InvalidArgumentError)
+              and re.search(fixtures.LOAD_ERRORS[bad_kind], out.message)):
+        raise AssertionError(f'bad request {bad_kind} did not get its error: {out}')
+  everything = latencies['good'] + latencies['bad']
+  return {
+      'threads': threads, 'requests': len(schedule), 'seconds': round(wall, 2),
+      'requests_per_s': round(len(schedule) / wall, 1), 'images_per_s': round(images / wall, 1),
+      **{f'{k}_p{q}_ms': round(float(np.percentile(v, q)), 2)
+         for k, v in (('all', everything), ('good', latencies['good']),
+                      ('bad', latencies['bad'])) for q in (50, 99)},
+      'rss_start_mb': round(memory.start_mb), 'rss_growth_mb': round(memory.growth_mb),
+  }
+
+
+def load_benchmark(workdir: str, requests: int, threads: int):
+  model, hp, params = export_tf1(workdir)
+  good_requests, bad_requests = fixtures.load_requests()
+  # Single-threaded answers first: the reference, and every path warmed up.
+  expected = [model(signature, values) for signature, _, values in good_requests]
+  schedule = fixtures.load_schedule(requests, len(good_requests), len(bad_requests))
+  rows = [run_load(model, good_requests, bad_requests, expected, schedule, n)
+          for n in (1, threads)]
+  model.close()
+  return rows, hp, params
+
+
+def print_load(rows) -> None:
+  print(f'{"threads":>7s} {"requests":>8s} {"seconds":>7s} {"req/s":>6s} {"images/s":>8s} '
+        f'{"p50 ms":>7s} {"p99 ms":>7s} {"good p99":>8s} {"bad p99":>7s} {"RSS +MB":>7s}')
+  for r in rows:
+    print(f'{r["threads"]:7d} {r["requests"]:8d} {r["seconds"]:7.1f} {r["requests_per_s"]:6.0f} '
+          f'{r["images_per_s"]:8.0f} {r["all_p50_ms"]:7.1f} {r["all_p99_ms"]:7.1f} '
+          f'{r["good_p99_ms"]:8.1f} {r["bad_p99_ms"]:7.1f} {r["rss_growth_mb"]:7d}')
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--ablation', action='store_true',
                       help='also time the serving path without each of its changes')
+  parser.add_argument('--load', action='store_true',
+                      help='time the TF1-session export under concurrent mixed requests')
+  parser.add_argument('--requests', type=int, default=2000, help='--load: requests per run')
+  parser.add_argument('--threads', type=int, default=8, help='--load: request threads')
   args = parser.parse_args(argv)
   start = time.time()
+  if args.load:
+    with tempfile.TemporaryDirectory() as workdir:
+      rows, hp, params = load_benchmark(workdir, args.requests, args.threads)
+    print(f'cifar AlexNet, cpu-preset defaults {hp.values} ({params:,} parameters), '
+          'TF1 session (as TF Serving loads it), 70% good requests')
+    print(f'TF {tf.__version__}, {os.cpu_count()} CPUs, load average at the end '
+          f'{os.getloadavg()[0]:.1f}')
+    print_load(rows)
+    print(json.dumps({'load': rows, 'seconds': round(time.time() - start, 1)}))
+    return
   with tempfile.TemporaryDirectory() as workdir:
     sides, bare, tft_output, hp, params = build_sides(workdir, args.ablation)
     results = time_sides(sides, bare, tft_output,

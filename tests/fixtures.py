@@ -13,7 +13,7 @@ import os
 import struct
 import threading
 import zlib
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -150,6 +150,86 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
       'ignored': {'.git', 'LICENSE.txt', 'train/empty_class', 'train/cat/nested',
                   'train/cat/readme.txt', 'train/dog/escape.jpg'},
   }
+
+
+# ---------------------------------------------------------------- serving load
+
+# What each bad kind of request must fail with: a regex of its
+# InvalidArgumentError's message, with the default pixel limit.
+LOAD_ERRORS = {
+    'empty': 'must hold encoded JPEG or PNG images',
+    'text': 'must hold encoded JPEG or PNG images',
+    'truncated jpeg': '(?i)invalid JPEG data',
+    'truncated png': '(?i)invalid PNG data',
+    'png bomb': (r'declares 16000x16000 pixels, over the limit 16777216 '
+                 r'\(refused before decoding'),
+    'jpeg bomb': (r'declares 20000x20000 pixels, over the limit 16777216 '
+                  r'\(refused before decoding'),
+}
+Request = Tuple[str, Tuple[str, ...], List[bytes]]  # (signature, image names or bad kind, values)
+
+
+def load_images(seed: int = 3) -> Tuple[Dict[str, bytes], Dict[str, bytes]]:
+  """(good, bad) encoded images by name: several sizes, modes and formats; every bad kind."""
+  rng = np.random.default_rng(seed)
+
+  def pixels(*shape):
+    return rng.integers(0, 256, shape, dtype=np.uint8)
+
+  good = {
+      'jpeg 32x32': encode(pixels(32, 32, 3), 'jpg'),
+      'jpeg 17x45': encode(pixels(17, 45, 3), 'jpg'),
+      'jpeg 300x200': encode(pixels(300, 200, 3), 'jpg'),
+      'jpeg 480x640': encode(pixels(480, 640, 3), 'jpg'),
+      'png 32x32': encode(pixels(32, 32, 3), 'png'),
+      'png 64x7': encode(pixels(64, 7, 3), 'png'),
+      'png gray 40x25': encode(pixels(40, 25), 'png'),
+      'png rgba 120x90': encode(pixels(120, 90, 4), 'png'),
+  }
+  jpeg, png = good['jpeg 300x200'], good['png rgba 120x90']
+  bad = {
+      'empty': b'',
+      'text': b'{"instances": ["not an image"]}',
+      'truncated jpeg': jpeg[:len(jpeg) // 2],
+      'truncated png': png[:len(png) // 2],
+      'png bomb': png_bomb(16000, 16000),
+      'jpeg bomb': jpeg_bomb(20000, 20000),
+  }
+  return good, bad
+
+
+def load_requests() -> Tuple[List[Request], List[Request]]:
+  """(good requests, bad requests) for both signatures of the serving contract.
+
+  Good: every image alone, batches of 3, all 8 together, and an empty batch
+  (empty outputs; the oneDNN trap in components/serving.py). Bad: every bad
+  kind alone and behind a good image in one batch (the whole request fails).
+  """
+  from components import features, serving  # pylint: disable=g-import-not-at-top
+  good, bad = load_images()
+  names = sorted(good)
+  batches = ([[n] for n in names] + [names[i:i + 3] for i in range(0, len(names), 3)]
+             + [names, []])
+  good_requests, bad_requests = [], []
+  for signature in (features.SERVING_SIGNATURE, features.EXAMPLE_SIGNATURE):
+    def values(blobs, signature=signature):
+      return list(blobs) if signature == features.SERVING_SIGNATURE else \
+          [serving.image_example(b) for b in blobs]
+    for batch in batches:
+      good_requests.append((signature, tuple(batch), values([good[n] for n in batch])))
+    for kind, blob in sorted(bad.items()):
+      bad_requests.append((signature, (kind,), values([blob])))
+      bad_requests.append((signature, (kind,), values([good['jpeg 32x32'], blob])))
+  return good_requests, bad_requests
+
+
+def load_schedule(requests: int, good: int, bad: int, good_share: float = 0.7,
+                  seed: int = 0) -> List[Tuple[str, int]]:
+  """`requests` draws of ('good', index) or ('bad', index), `good_share` of them good."""
+  import random  # pylint: disable=g-import-not-at-top
+  rng = random.Random(seed)
+  return [('good', rng.randrange(good)) if rng.random() < good_share
+          else ('bad', rng.randrange(bad)) for _ in range(requests)]
 
 
 class RssWatch:

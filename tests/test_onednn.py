@@ -21,6 +21,7 @@ MODEL_TESTS = (
     'tests/test_transform.py',
     'tests/test_data.py',
     'tests/test_serving.py',
+    'tests/test_serving_load.py',  # 8 threads on one session: oneDNN's kernels too
     'tests/test_client.py',
     'tests/test_module_chain.py::test_tuner_to_trainer_to_export_chain',
 )

@@ -83,7 +83,7 @@ def test_data_section_counts_per_class_and_lists_skipped_files():
   assert '<td>cat</td><td>3</td><td>2</td><td>1</td><td>1</td><td>1</td><td>0</td>' in page
   assert '<tr class="total"><td>total</td><td>9</td><td>8</td><td>1</td>' in page
   assert 'train/cat/broken.jpg' in page and 'Invalid JPEG data' in page
-  assert '1 undecodable image(s)' in page and '.git' in page
+  assert '1 undecodable or oversized image(s)' in page and '.git' in page
 
 
 def test_tuner_table_ranks_by_score_and_marks_the_best():

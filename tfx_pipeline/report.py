@@ -324,11 +324,11 @@ def data_section(counts: Union[Dict[str, Any], Missing], class_names: Sequence[s
            _table(header, rows + [total], [''] * len(rows) + ['total'])]
   skipped = counts.get('skipped_files') or []
   if skipped:
-    parts.append(f'<h3>Skipped: {len(skipped)} undecodable image(s)</h3>')
+    parts.append(f'<h3>Skipped: {len(skipped)} undecodable or oversized image(s)</h3>')
     parts.append(_table(('split', 'file', 'reason'),
                         [(line.split('\t') + ['', '', ''])[:3] for line in skipped]))
   else:
-    parts.append('<p>No image was skipped: every file decoded.</p>')
+    parts.append('<p>No image was skipped: every file decoded, within the pixel limit.</p>')
   ignored = counts.get('ignored') or []
   if ignored:
     parts.append(f'<h3>Ignored by the folder scan: {len(ignored)}</h3>')
