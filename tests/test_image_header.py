@@ -1,6 +1,7 @@
 """The header reader: the size every JPEG and PNG declares, as TensorFlow's decoders see it."""
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -107,3 +108,17 @@ def test_a_truncated_file_keeps_its_header():
   data = pil_encoded(np.zeros((64, 48, 3), np.uint8), 'JPEG')
   assert image_header.declared_size(data[:len(data) // 2]) == (64, 48)
   assert image_header.declared_size(b'not an image') is None
+
+
+def test_the_serving_graph_reads_the_same_sizes():
+  """components/serving.py's graph twin agrees with this reader, bombs included."""
+  from components import serving
+  blobs = [data for _, data in real_files()] + [
+      fixtures.png_bomb(16000, 16000), fixtures.jpeg_bomb(20000, 30000),
+      # An IHDR alone, with a width past 2**31.
+      b'\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR' + struct.pack('>II', 4_000_000_000, 7),
+      b'\x89PNG\r\n\x1a\n\x00\x00',  # no IHDR: no size
+  ]
+  sizes = tf.function(serving.declared_sizes)(tf.constant(blobs)).numpy()
+  for data, (height, width) in zip(blobs, sizes):
+    assert (image_header.declared_size(data) or (0, 0)) == (height, width)
