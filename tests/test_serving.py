@@ -240,8 +240,8 @@ def test_a_bomb_behind_a_bad_format_is_named_as_the_bad_format(tf1_exported):
     tf1_exported(features.SERVING_SIGNATURE, [fixtures.png_bomb(16000, 16000), b'text'])
 
 
-@pytest.mark.parametrize('blob', [b'\xff\xd8\xff\xe0\x00', b'\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR'],
-                         ids=['jpeg', 'png'])
+@pytest.mark.parametrize('blob', [b'\xff\xd8\xff\xe0\x00',
+                                  b'\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR'], ids=['jpeg', 'png'])
 def test_a_header_cut_short_fails_as_invalid_data(tf1_exported, blob):
   with pytest.raises(tf.errors.InvalidArgumentError, match='(?i)invalid (JPEG|PNG)'):
     tf1_exported(features.SERVING_SIGNATURE, [blob])
