@@ -7,7 +7,9 @@
 
 Flags become one PipelineConfig (tfx_pipeline/config.py); a bad value stops the
 run in one line, with exit status 2, before any component starts. A local run
-ends with a summary and writes <pipeline_root>/report.html (tfx_pipeline/report.py).
+ends with a summary and writes <pipeline_root>/report.html (tfx_pipeline/report.py);
+the libraries' routine messages go to <pipeline_root>/logs/, not the console
+(tfx_pipeline/console.py; --verbose prints them too).
 `--runner kubeflow-v2` compiles the same graph to a Vertex AI / KFP v2 job spec
 without reading the data (docs/scale_out.md).
 """
@@ -23,6 +25,7 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import config as config_lib
+from tfx_pipeline import console
 
 RUNNERS = ('local', 'kubeflow-v2')
 
@@ -67,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
   out.add_argument('--serving-dir', help='where the Pusher writes numbered versions')
   out.add_argument('--pipeline-name', help='MLMD pipeline name')
   out.add_argument('--no-cache', action='store_true', help='re-run every component')
+  out.add_argument('--verbose', action='store_true',
+                   help="print the libraries' messages too (TensorFlow's C++ logging, TFX and "
+                        'Beam INFO, deprecation notices); by default they go to '
+                        '<pipeline-root>/logs/run-<UTC time>.log only')
   out.add_argument('--to-node', metavar='COMPONENT',
                    help='partial run: stop after this component (it and what it needs run), '
                         'e.g. Transform to time the data stages alone')
@@ -324,6 +331,14 @@ def clear_scratch_tmp(pipeline_root: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
+  console.start(verbose=args.verbose)  # before TensorFlow is imported: tfx_pipeline/console.py
+  try:
+    return _run(args)
+  finally:
+    console.stop()
+
+
+def _run(args: argparse.Namespace) -> int:
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   try:
     config = configure(args, choose_preset(args))
@@ -347,6 +362,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   # Google client libraries print a screenful of Python-version and version-bound notices
   # on import; they say nothing about this run.
   warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
+  log = console.attach_log(config.pipeline_root)
+  if log:
+    print(f'log: {log}' + ('' if args.verbose else
+                           ' (library messages; --verbose prints them here too)'))
 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -370,6 +389,8 @@ def main(argv: Optional[List[str]] = None) -> int:
   summary.report = write_report(config, started)
   clear_scratch_tmp(config.pipeline_root)
   print(summary.text())
+  if log:
+    print(f'Log: {log}')
   if error is not None:
     print(f'error: the pipeline failed: {error.__class__.__name__}: {error}', file=sys.stderr)
     return 1

@@ -140,6 +140,7 @@ BAD_VALUES = {
     '--pipeline-name': (['--pipeline-name', 'My Pipeline'], "'My Pipeline'",
                         'lowercase letters'),
     '--no-cache': (['--no-cache=yes'], "'yes'", 'ignored explicit argument'),
+    '--verbose': (['--verbose=all'], "'all'", 'ignored explicit argument'),
     '--to-node': (['--to-node', 'Trainr'], "'Trainr'", 'is not a component'),
     '--model-variant': (['--model-variant', 'vgg'], "'vgg'", 'invalid choice'),
     '--image-size': (['--image-size', '4'], '4', 'out of range'),
