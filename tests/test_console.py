@@ -198,6 +198,9 @@ def run_in_miniature(tmp_path, verbose, import_tf):
   log = (tmp_path / 'root' / 'logs' / logs[0]).read_text()
   assert result.returncode == 1, result.stderr
   assert f'log: {tmp_path / "root" / "logs" / logs[0]}' in result.stdout
+  # A crash names the log on the console too, next to its traceback.
+  assert (f"the run log, with the libraries' messages: {tmp_path / 'root' / 'logs' / logs[0]}"
+          in result.stderr)
   assert '[     8s] ImageExampleGen done in 8s' in result.stdout  # stdout untouched
   return result.stderr, log
 

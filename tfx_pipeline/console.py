@@ -191,12 +191,21 @@ def start(verbose: bool = False) -> None:
   if _session is not None:
     return
   sys.stderr.flush()
+  argv = [sys.executable, '-I', os.path.abspath(__file__), '--control-fd']
+  try:
+    real = os.dup(2)
+  except OSError:  # stderr closed (2>&-): nothing to filter
+    return
   data_r, data_w = os.pipe()
   control_r, control_w = os.pipe()
-  real = os.dup(2)
-  argv = [sys.executable, '-I', os.path.abspath(__file__), '--control-fd', str(control_r)]
-  process = subprocess.Popen(argv + (['--verbose'] if verbose else []), stdin=data_r,
-                             stdout=real, stderr=real, pass_fds=(control_r,))
+  try:
+    process = subprocess.Popen(
+        argv + [str(control_r)] + (['--verbose'] if verbose else []), stdin=data_r,
+        stdout=real, stderr=real, pass_fds=(control_r,))
+  except OSError:  # no interpreter to start: an unfiltered console beats no run
+    for fd in (real, data_r, data_w, control_r, control_w):
+      os.close(fd)
+    return
   os.close(data_r)
   os.close(control_r)
   os.dup2(data_w, 2)  # inheritable: Beam workers and other subprocesses write here too
@@ -215,7 +224,7 @@ def attach_log(pipeline_root: str) -> Optional[str]:
     return None
   path = log_path(pipeline_root)
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  prune_logs(os.path.dirname(path))
+  prune_logs(os.path.dirname(path), KEEP_LOGS - 1)  # and this run's makes KEEP_LOGS
   file_handler = logging.FileHandler(path, encoding='utf-8')
   file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
   file_handler.addFilter(lambda r: not shown_record(r, session.verbose))
@@ -278,6 +287,7 @@ def stop(timeout: float = 10.0) -> None:
   if session.log and error is not None and not isinstance(error, SystemExit):
     with open(session.log, 'a', encoding='utf-8') as log:
       log.writelines(traceback.format_exception(type(error), error, error.__traceback__))
+    print(f'the run log, with the libraries\' messages: {session.log}', file=sys.stderr)
 
 
 def current_log() -> Optional[str]:
