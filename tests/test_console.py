@@ -54,6 +54,15 @@ NOISE_SEEN = [
     "/x/keras/src/saving/saving_lib.py:868: UserWarning: Skipping variable loading for optimizer"
     " 'SGD', because it has 1 variables whereas the saved optimizer has 24 variables.",
     'INFO:apache_beam.runners.worker.statecache:Creating state cache with size 104857600',
+    # --beam-workers 2: the workers' warnings, relayed by Beam's job service
+    'WARNING:apache_beam.runners.portability.local_job_service:Worker: severity: WARN timestamp'
+    ' {   seconds: 1796017510   nanos: 201948881 } message: "No semi_persistent_directory '
+    'found: Functions defined in __main__ (interactive session) may fail." log_location: '
+    '"/x/apache_beam/runners/worker/sdk_worker_main.py:361" thread: "MainThread" ',
+    'WARNING:apache_beam.runners.portability.local_job_service:Worker: severity: WARN timestamp'
+    ' {   seconds: 1796017510   nanos: 236159801 } message: "Discarding unparseable args: '
+    "[\\'--pipeline_type_check\\', \\'--direct_runner_use_stacked_bundle\\']\" log_location: "
+    '"/x/apache_beam/options/pipeline_options.py:386" thread: "MainThread" ',
 ]
 
 # What a reader must see: none of these may ever match NOISE.

@@ -80,6 +80,14 @@ NOISE: Tuple[Noise, ...] = (
           "TFX's channel resolver, for every input channel of every component"),
     Noise(r"Couldn't find python-snappy so the implementation of _TFRecordUtil",
           'Beam: an optional C extension for TFRecord checksums'),
+    Noise(r'No semi_persistent_directory found: Functions defined in __main__ '
+          r'\(interactive session\) may fail\.',
+          'Beam, as each worker process starts (--beam-workers > 1): our functions live in '
+          'modules, not __main__'),
+    Noise(r"Discarding unparseable args: \[\\?'--pipeline_type_check\\?', "
+          r"\\?'--direct_runner_use_stacked_bundle\\?'\]",
+          "Beam, as each worker process starts: two DirectRunner options the worker's "
+          'parser does not know'),
     Noise(r'Not using the in-place Transform because the following features require analyzing',
           'TFX Transform: preprocessing_fn analyzes the images (per-channel statistics), '
           'as designed'),
