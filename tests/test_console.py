@@ -180,6 +180,9 @@ RUN = textwrap.dedent('''
       logging.getLogger('absl').warning('serving dir is 95% full')
       os.write(2, b'E tensorflow/core/x.cc:1] a real C++ error\\n')
       print('[     8s] ImageExampleGen done in 8s', flush=True)
+      from components import progress
+      progress.show_on_console()
+      progress.LOGGER.info('ImageExampleGen train: read 108, written 108, skipped 0')
       raise RuntimeError('the run crashed')
     try:
       run()
@@ -211,6 +214,9 @@ def run_in_miniature(tmp_path, verbose, import_tf):
   assert (f"the run log, with the libraries' messages: {tmp_path / 'root' / 'logs' / logs[0]}"
           in result.stderr)
   assert '[     8s] ImageExampleGen done in 8s' in result.stdout  # stdout untouched
+  # Module code's progress lines: on stdout, and in the log too.
+  assert 'ImageExampleGen train: read 108, written 108, skipped 0' in result.stdout
+  assert 'INFO cifar10_alexnet: ImageExampleGen train: read 108' in log
   return result.stderr, log
 
 

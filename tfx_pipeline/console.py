@@ -227,15 +227,19 @@ def attach_log(pipeline_root: str) -> Optional[str]:
   None when start() was not called or the root is not a local path (a gs:// root:
   the console is filtered all the same, and --verbose shows everything).
   """
+  from components import progress  # pylint: disable=g-import-not-at-top
   session = _session
   if session is None or '://' in pipeline_root:
     return None
   path = log_path(pipeline_root)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   prune_logs(os.path.dirname(path), KEEP_LOGS - 1)  # and this run's makes KEEP_LOGS
+  log_format = logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s')
   file_handler = logging.FileHandler(path, encoding='utf-8')
-  file_handler.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
-  file_handler.addFilter(lambda r: not shown_record(r, session.verbose))
+  file_handler.setFormatter(log_format)
+  file_handler.addFilter(lambda r: not shown_record(r, session.verbose))  # shown: via fd 2
+  progress_handler = logging.FileHandler(path, encoding='utf-8')  # stdout's, all of them
+  progress_handler.setFormatter(log_format)
   console_handler = logging.StreamHandler(sys.stderr)
   console_handler.setFormatter(logging.Formatter('%(levelname)s:%(name)s:%(message)s'))
   console_handler.addFilter(lambda r: shown_record(r, session.verbose))
@@ -253,7 +257,7 @@ def attach_log(pipeline_root: str) -> Optional[str]:
   root.setLevel(logging.INFO)
   # Our progress logger does not propagate (it prints on stdout); the log keeps its lines.
   for logger, handler in ((root, file_handler), (root, console_handler),
-                          (logging.getLogger('cifar10_alexnet'), file_handler)):
+                          (progress.LOGGER, progress_handler)):
     logger.addHandler(handler)
     session.handlers.append((logger, handler))
   logging.captureWarnings(True)
