@@ -262,3 +262,29 @@ def test_what_a_dying_run_wrote_last_still_reaches_the_console_and_the_log(tmp_p
   log, = (tmp_path / 'root' / 'logs').iterdir()
   assert log.read_text().endswith(f'{NOISE_SEEN[4]}\nF tensorflow/core/x.cc:1] Check failed: '
                                   'the last words\n')
+
+
+def test_a_full_disk_stops_the_log_with_one_warning_and_the_console_goes_on(capsys):
+  # /dev/full: every write fails with ENOSPC, as on a full pipeline root.
+  handler = console._LogFileHandler('/dev/full')  # pylint: disable=protected-access
+  for i in range(3):
+    handler.handle(record('absl', logging.INFO, 'line %d', i))
+  handler.close()
+  err = capsys.readouterr().err.splitlines()
+  assert len(err) == 1 and err[0].startswith('warning: the run log is no longer written:')
+  assert 'No space left on device' in err[0]
+
+  control_r, control_w = os.pipe()
+  filter_process = subprocess.Popen(
+      [sys.executable, console.__file__, '--control-fd', str(control_r)],
+      stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(control_r,))
+  os.close(control_r)
+  os.write(control_w, b'/dev/full\n')
+  os.close(control_w)
+  out, _ = filter_process.communicate(
+      f'{NOISE_SEEN[4]}\nE x.cc:1] a real error\n{NOISE_SEEN[4]}\nmore real words\n'.encode(),
+      timeout=60)
+  lines = out.decode().splitlines()
+  warnings = [l for l in lines if l.startswith('warning: the run log is no longer written:')]
+  assert len(warnings) == 1 and 'No space left on device' in warnings[0]
+  assert [l for l in lines if l not in warnings] == ['E x.cc:1] a real error', 'more real words']

@@ -176,6 +176,33 @@ def prune_logs(folder: str, keep: int = KEEP_LOGS) -> List[str]:
 # ---------------------------------------------------------------- the runner's side
 
 
+class _LogFileHandler(logging.FileHandler):
+  """The log file's handler: a failed write (a full disk) warns once, not per record."""
+
+  def __init__(self, path: str):
+    super().__init__(path, encoding='utf-8')
+    self.setFormatter(logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s'))
+    self._failed = False
+
+  def emit(self, record):
+    if not self._failed:
+      super().emit(record)
+
+  def close(self):
+    try:
+      super().close()
+    except OSError:  # what the full disk did not take at emit, it does not take now
+      pass
+
+  def handleError(self, record):
+    error = sys.exc_info()[1]
+    if isinstance(error, OSError) and not self._failed:
+      self._failed = True
+      print(f'warning: the run log is no longer written: {error}', file=sys.stderr)
+    elif not isinstance(error, OSError):
+      super().handleError(record)
+
+
 @dataclasses.dataclass
 class _Session:
   verbose: bool
@@ -232,14 +259,15 @@ def attach_log(pipeline_root: str) -> Optional[str]:
   if session is None or '://' in pipeline_root:
     return None
   path = log_path(pipeline_root)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  prune_logs(os.path.dirname(path), KEEP_LOGS - 1)  # and this run's makes KEEP_LOGS
-  log_format = logging.Formatter('%(asctime)s %(levelname)s %(name)s: %(message)s')
-  file_handler = logging.FileHandler(path, encoding='utf-8')
-  file_handler.setFormatter(log_format)
+  try:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    prune_logs(os.path.dirname(path), KEEP_LOGS - 1)  # and this run's makes KEEP_LOGS
+    file_handler = _LogFileHandler(path)
+    progress_handler = _LogFileHandler(path)  # stdout's lines, all of them
+  except OSError as e:  # e.g. a full disk: the run goes on (and says what it can)
+    print(f'warning: no run log: {e}', file=sys.stderr)
+    return None
   file_handler.addFilter(lambda r: not shown_record(r, session.verbose))  # shown: via fd 2
-  progress_handler = logging.FileHandler(path, encoding='utf-8')  # stdout's, all of them
-  progress_handler.setFormatter(log_format)
   console_handler = logging.StreamHandler(sys.stderr)
   console_handler.setFormatter(logging.Formatter('%(levelname)s:%(name)s:%(message)s'))
   console_handler.addFilter(lambda r: shown_record(r, session.verbose))
@@ -350,26 +378,34 @@ def _run_filter(control_fd: int, verbose: bool) -> None:
       to_log(state['held'])
     state['held'] = []
 
-  control = b''
-  selector = selectors.DefaultSelector()
-  selector.register(0, selectors.EVENT_READ)
-  selector.register(control_fd, selectors.EVENT_READ)
-  while 0 in selector.get_map():
-    for key, _ in selector.select():
-      data = os.read(key.fd, 1 << 16)
-      if key.fd == control_fd:
-        control += data
-        if not data or b'\n' in control:
-          selector.unregister(control_fd)
-          if control.strip():
-            attach(control.split(b'\n')[0].decode())
-          else:
-            state['held'], state['held_bytes'] = [], _HELD_BYTES  # no log for this run
-      elif data:
-        write(line_filter.feed(data))
-      else:
-        write(line_filter.flush())
-        selector.unregister(0)
+  def pump() -> None:
+    control = b''
+    selector = selectors.DefaultSelector()
+    selector.register(0, selectors.EVENT_READ)
+    selector.register(control_fd, selectors.EVENT_READ)
+    while 0 in selector.get_map():
+      for key, _ in selector.select():
+        data = os.read(key.fd, 1 << 16)
+        if key.fd == control_fd:
+          control += data
+          if not data or b'\n' in control:
+            selector.unregister(control_fd)
+            if control.strip():
+              attach(control.split(b'\n')[0].decode())
+            else:
+              state['held'], state['held_bytes'] = [], _HELD_BYTES  # no log for this run
+        elif data:
+          write(line_filter.feed(data))
+        else:
+          write(line_filter.flush())
+          selector.unregister(0)
+
+  try:
+    pump()
+  except Exception:  # pylint: disable=broad-except  # a bug here must not cost the run its stderr
+    to_console(traceback.format_exc().encode())
+    for data in iter(lambda: os.read(0, 1 << 16), b''):
+      to_console(data)  # the rest, unfiltered
   if state['log'] is not None:
     state['log'].close()
 
