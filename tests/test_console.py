@@ -1,4 +1,4 @@
-"""tfx_pipeline/console.py: library noise goes to the run's log, real warnings and errors to the console."""
+"""tfx_pipeline/console.py: library noise to the run's log, warnings and errors to the console."""
 
 import logging
 import os
@@ -160,8 +160,8 @@ def test_old_logs_are_pruned_and_names_sort_by_time(tmp_path):
 
 
 # A run in miniature: the filter goes in, TensorFlow is imported (its real import noise)
-# before the log file exists, a subprocess inherits fd 2, libraries log and warn, the run warns, a C++ error line is
-# written straight to fd 2, and the run crashes.
+# before the log file exists, a subprocess inherits fd 2, libraries log and warn, the run
+# warns, a C++ error line is written straight to fd 2, and the run crashes.
 RUN = textwrap.dedent('''
     import logging, os, subprocess, sys, warnings
     from tfx_pipeline import console

@@ -21,8 +21,8 @@ descriptor, not on `sys.stderr`:
 
 stdout is left alone: progress lines, Keras' progress output and the summary
 are written there. With verbose=True nothing is filtered (the log is still
-written). Only the standard library is imported here: the filter process
-must start in milliseconds.
+written). At module level only the standard library is imported: the
+filter process must start in milliseconds.
 """
 
 import dataclasses
