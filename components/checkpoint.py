@@ -61,6 +61,22 @@ def ensure_room(model: keras.Model, directory: str, what: str, advice: str = '')
         .strip()))
 
 
+class RoomCheck(keras.callbacks.Callback):
+  """Fails the fit cleanly, at an epoch's end, when `directory` has no room for the weights.
+
+  For checkpoints that other code saves through h5py after this callback runs
+  (keras-tuner's per-trial `SaveBestEpoch`, which it appends after the fit's
+  own callbacks).
+  """
+
+  def __init__(self, directory: str, what: str, advice: str = ''):
+    super().__init__()
+    self.directory, self.what, self.advice = directory, what, advice
+
+  def on_epoch_end(self, epoch, logs=None):
+    ensure_room(self.model, self.directory, self.what, self.advice)
+
+
 def _remove(path: str) -> None:
   try:
     if tf.io.gfile.exists(path):

@@ -122,3 +122,17 @@ def test_the_room_a_checkpoint_needs_bounds_what_keras_writes(tmp_path):
   model.save_weights(path)
   size = os.path.getsize(path)
   assert size < checkpoint.weights_bytes(model) < 2 * size + 256 * 1024
+
+
+def test_full_disk_a_tuner_trial_stops_before_keras_tuner_saves_its_weights(small_disk):
+  trial_dir = os.path.join(small_disk, 'tuner_state', 'trial_0001')
+  os.makedirs(trial_dir)
+  fixtures.fill_disk(small_disk, leave=32 * 1024)
+  saves = Record()  # stands for keras-tuner's SaveBestEpoch, which runs after the fit's callbacks
+  with pytest.raises(disk_space.DiskFullError) as info:
+    tiny_model().fit(X, Y, epochs=2, verbose=0, callbacks=[
+        checkpoint.RoomCheck(trial_dir, "a Tuner trial's checkpoint", 'Run it again.'), saves])
+  assert str(info.value).startswith(f'the disk is full: {trial_dir} (')
+  assert "a Tuner trial's checkpoint needs" in str(info.value)
+  assert str(info.value).endswith('nothing was written. Run it again.')
+  assert saves.epochs == []
