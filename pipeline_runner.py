@@ -7,7 +7,12 @@
 
 Flags become one PipelineConfig (tfx_pipeline/config.py); a bad value stops the
 run in one line, with exit status 2, before any component starts. A local run
-ends with a summary and writes <pipeline_root>/report.html (tfx_pipeline/report.py).
+locks its pipeline root first (tfx_pipeline/root_lock.py): while another run
+holds it, this one stops in one line with exit status 75. A local run ends
+with a summary and writes <pipeline_root>/report.html (tfx_pipeline/report.py);
+a run that failed on a full disk ends with `error: the disk is full: <path> ...`.
+The libraries' routine messages go to <pipeline_root>/logs/, not the console
+(tfx_pipeline/console.py; --verbose prints them too).
 `--runner kubeflow-v2` compiles the same graph to a Vertex AI / KFP v2 job spec
 without reading the data (docs/scale_out.md).
 """
@@ -23,6 +28,8 @@ import warnings
 from typing import List, Optional, Tuple
 
 from tfx_pipeline import config as config_lib
+from tfx_pipeline import console
+from tfx_pipeline import root_lock
 
 RUNNERS = ('local', 'kubeflow-v2')
 
@@ -72,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
   out.add_argument('--serving-dir', help='where the Pusher writes numbered versions')
   out.add_argument('--pipeline-name', help='MLMD pipeline name')
   out.add_argument('--no-cache', action='store_true', help='re-run every component')
+  out.add_argument('--verbose', action='store_true',
+                   help="print the libraries' messages too (TensorFlow's C++ logging, TFX and "
+                        'Beam INFO, deprecation notices); by default they go to '
+                        '<pipeline-root>/logs/run-<UTC time>.log only')
   out.add_argument('--to-node', metavar='COMPONENT',
                    help='partial run: stop after this component (it and what it needs run), '
                         'e.g. Transform to time the data stages alone')
@@ -330,6 +341,14 @@ def clear_scratch_tmp(pipeline_root: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
+  console.start(verbose=args.verbose)  # before TensorFlow is imported: tfx_pipeline/console.py
+  try:
+    return _run(args, argv)
+  finally:
+    console.stop()
+
+
+def _run(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   try:
     config = configure(args, choose_preset(args))
@@ -340,6 +359,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     return 2
   if args.runner == 'kubeflow-v2':
     return compile_kubeflow(args, config)
+  # One run per root, before anything touches it (keep_writes_inside empties its temp dir).
+  try:
+    lock = root_lock.acquire(config.pipeline_root, ['pipeline_runner.py'] + list(
+        sys.argv[1:] if argv is None else argv))
+  except root_lock.RootBusy as e:
+    print(f'error: {e}', file=sys.stderr)
+    return root_lock.EXIT_BUSY
+  except OSError as e:
+    print(f'error: cannot lock the pipeline root: {e}', file=sys.stderr)
+    return 2
+  with lock:
+    for note in lock.notes:
+      print(note)
+    return run_locally(args, config, notes)
+
+
+def run_locally(args: argparse.Namespace, config: config_lib.PipelineConfig,
+                notes: List[str]) -> int:
+  """The local run, with the pipeline root locked: components, summary, report."""
   print(f'preset {config.preset}: {config.model.variant} AlexNet at '
         f'{config.model.image_size}px, {config.train.epochs} epochs, tuner '
         f'{config.tune.algorithm if config.tune.enabled else "off"}, '
@@ -353,6 +391,10 @@ def main(argv: Optional[List[str]] = None) -> int:
   # Google client libraries print a screenful of Python-version and version-bound notices
   # on import; they say nothing about this run.
   warnings.filterwarnings('ignore', category=FutureWarning, module=r'google\.')
+  log = console.attach_log(config.pipeline_root)
+  if log:
+    print(f'log: {log}' + ('' if args.verbose else
+                           ' (library messages; --verbose prints them here too)'))
 
   from tfx import v1 as tfx  # pylint: disable=g-import-not-at-top
   from tfx_pipeline import pipeline as pipeline_lib  # pylint: disable=g-import-not-at-top
@@ -376,10 +418,26 @@ def main(argv: Optional[List[str]] = None) -> int:
   summary.report = write_report(config, started)
   clear_scratch_tmp(config.pipeline_root)
   print(summary.text())
+  if log:
+    print(f'Log: {log}')
   if error is not None:
     print(f'error: the pipeline failed: {error.__class__.__name__}: {error}', file=sys.stderr)
+    full_disk = disk_full_line(error, config)
+    if full_disk:
+      print(full_disk, file=sys.stderr)
     return 1
   return 0
+
+
+def disk_full_line(error: BaseException, config: config_lib.PipelineConfig) -> Optional[str]:
+  """`error: the disk is full: <path> (...)` when `error` came from a full disk, else None."""
+  from components import disk_space  # pylint: disable=g-import-not-at-top
+  if not disk_space.is_disk_full(error):
+    return None
+  path = disk_space.failed_path(error, [config.pipeline_root, config.serving_dir])
+  return (f'error: the disk is full: {disk_space.where(path) if path else "(unknown)"}; free '
+          'space and run the same command again (finished components are cached, the '
+          'Trainer resumes from its last checkpoint)')
 
 
 if __name__ == '__main__':

@@ -16,7 +16,13 @@ the copy lands:
   pushing the same model again reports the existing version instead of adding
   a duplicate;
 - a model that is not blessed pushes nothing and leaves `serving_dir`
-  untouched.
+  untouched;
+- a full disk fails the push with `the disk is full: <serving_dir> (<free>
+  free ...)` and leaves no version and no temporary copy; a model bigger than
+  the free space is refused before anything is written;
+- a run killed while copying leaves its temporary directory behind: the next
+  push removes it once it is provably dead (named after a process of this host
+  that no longer exists, or older than a day), never a live push's.
 
 Object stores (gs://, s3://) have no atomic directory rename; there the
 executor falls back to TFX's own copy.
@@ -27,9 +33,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from absl import logging
 from tfx import types
@@ -40,8 +47,12 @@ from tfx.types import standard_component_specs
 from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
+from components import disk_space
+from tfx_pipeline import root_lock
+
 PUSH_RECORD = 'push_record.json'  # inside each version: which model it holds
 TEMP_PREFIX = '.push-tmp-'  # hidden, non-numeric: TF Serving ignores it
+STALE_TEMP_SECONDS = 24 * 3600  # a temp dir this old is dead whoever made it
 _RENAME_ATTEMPTS = 5  # another pusher may take a version number between our look and rename
 
 
@@ -95,26 +106,88 @@ def copy_model(model_path: str, destination: str) -> None:
   io_utils.copy_dir(model_path, destination)
 
 
+def temp_name(host: str, pid: int) -> str:
+  """`.push-tmp-<host>-<pid>-<random>`: says whose copy it is, for `is_stale`."""
+  return f'{TEMP_PREFIX}{host}-{pid}-{uuid.uuid4().hex}'
+
+
+def temp_owner(name: str) -> Optional[Tuple[str, int]]:
+  """(host, pid) from a temp dir's name; None for other names and the old unnamed form."""
+  if not name.startswith(TEMP_PREFIX):
+    return None
+  parts = name[len(TEMP_PREFIX):].rsplit('-', 2)  # host names may contain '-'
+  if len(parts) != 3 or not parts[1].isdigit():
+    return None
+  return parts[0], int(parts[1])
+
+
+def is_stale(name: str, age_seconds: float, host: str, pid_alive) -> bool:
+  """Whether a temp dir is provably dead: its process is gone, or it is very old."""
+  if age_seconds > STALE_TEMP_SECONDS:
+    return True
+  owner = temp_owner(name)
+  return owner is not None and owner[0] == host and not pid_alive(owner[1])
+
+
+def remove_stale_temps(serving_dir: str, now=time.time) -> List[str]:
+  """Deletes the temp dirs of pushes that died; returns their names."""
+  host, removed = socket.gethostname(), []
+  for name in sorted(os.listdir(serving_dir)):
+    path = os.path.join(serving_dir, name)
+    if not name.startswith(TEMP_PREFIX) or not os.path.isdir(path):
+      continue
+    try:
+      age = now() - os.stat(path).st_mtime
+    except FileNotFoundError:
+      continue  # its push just renamed or removed it
+    if is_stale(name, age, host, root_lock.pid_alive):
+      shutil.rmtree(path, ignore_errors=True)
+      removed.append(name)
+  if removed:
+    logging.warning('Removed %d temporary copies left by pushes that died: %s',
+                    len(removed), ', '.join(removed))
+  return removed
+
+
+def check_space(model_path: str, serving_dir: str) -> None:
+  """Refuses, before writing anything, a model bigger than the free space."""
+  if not is_local(model_path):
+    return  # sizing a remote tree costs a listing; the copy itself will tell
+  needed, free = disk_space.tree_bytes(model_path), disk_space.free_bytes(serving_dir)
+  if needed > free:
+    raise disk_space.DiskFullError(serving_dir, disk_space.full_message(
+        serving_dir, f'the model needs {disk_space.human(needed)} ({model_path}); '
+        'nothing was pushed'))
+
+
 def push(model_path: str, serving_dir: str, now=time.time) -> int:
   """Places a copy of `model_path` at `serving_dir/<new version>/` atomically.
 
   Returns the version. If `model_path` was pushed before, returns that
-  version and copies nothing.
+  version and copies nothing. Raises DiskFullError when the disk is full,
+  leaving `serving_dir` without a new version or a temporary copy.
   """
+  if os.path.isdir(serving_dir):
+    remove_stale_temps(serving_dir)
   existing = pushed_version_of(serving_dir, model_path)
   if existing is not None:
     logging.info('Model %s is already served as version %d; not pushing it again.',
                  model_path, existing)
     return existing
   os.makedirs(serving_dir, exist_ok=True)
-  temp_dir = os.path.join(serving_dir, TEMP_PREFIX + uuid.uuid4().hex)
+  check_space(model_path, serving_dir)
+  temp_dir = os.path.join(serving_dir, temp_name(socket.gethostname(), os.getpid()))
   try:
     copy_model(model_path, temp_dir)
     with open(os.path.join(temp_dir, PUSH_RECORD), 'w') as f:
       json.dump({'model_path': model_path, 'pushed_at': now()}, f)
     return _rename_to_next_version(temp_dir, serving_dir, now)
-  except BaseException:
+  except BaseException as e:
     shutil.rmtree(temp_dir, ignore_errors=True)
+    if isinstance(e, Exception) and disk_space.is_disk_full(e):
+      raise disk_space.DiskFullError(serving_dir, disk_space.full_message(
+          serving_dir, f'the copy of {model_path} failed ({e.__class__.__name__}); '
+          'no version was written and the partial copy is removed')) from e
     raise
 
 
@@ -155,5 +228,12 @@ class Executor(tfx_pusher.Executor):
     destination = os.path.join(serving_dir, str(version))
     logging.info('Model %s is served from %s.', model_path, destination)
     # Like TFX: archive the pushed model in the PushedModel artifact too.
-    io_utils.copy_dir(model_path, model_push.uri)
+    try:
+      io_utils.copy_dir(model_path, model_push.uri)
+    except Exception as e:  # pylint: disable=broad-except
+      if not disk_space.is_disk_full(e):
+        raise
+      raise disk_space.DiskFullError(model_push.uri, disk_space.full_message(
+          model_push.uri, f'version {version} is served, but its archive in the pipeline '
+          'root could not be written')) from e
     self._MarkPushed(model_push, pushed_destination=destination, pushed_version=str(version))

@@ -5,7 +5,8 @@ run_fn only orchestrates: hyperparameters (tuning/search_space.resolve), data
 Training writes TensorBoard logs, a per-epoch history (history.json) and the
 training compute it ran (compute.json, models/flops.py) to the model run
 directory, and keeps a BackupAndRestore checkpoint under the pipeline root so
-that a killed run resumes from its last finished epoch.
+that a killed run resumes from its last finished epoch (components/checkpoint.py:
+a full disk fails the run with a clear message and keeps the last checkpoint).
 With a blessed model of the same architecture as `base_model`, training starts
 from its weights for `warm_start_epochs` (components/warm_start.py).
 """
@@ -24,7 +25,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
 
+from components import checkpoint
 from components import data as data_lib
+from components import disk_space
 from components import features
 from components import serving
 from components import warm_start
@@ -67,9 +70,8 @@ class EpochLog(keras.callbacks.Callback):
            **{k: float(v) for k, v in (logs or {}).items()}}
     # An epoch re-run after a resume replaces its earlier row.
     self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
-    if self.journal:
-      with tf.io.gfile.GFile(self.journal, 'w') as f:
-        json.dump(self.rows, f)
+    if self.journal:  # whole or not at all: a resume must be able to read it
+      disk_space.write_json(self.journal, self.rows)
     print(f'Trainer epoch {epoch + 1}/{self.epochs}: {seconds:.0f}s '
           f'({self.images / max(seconds, 1e-9):.0f} img/s), loss {row.get("loss", 0):.3f}, '
           f'accuracy {row.get(training.ACCURACY, 0):.4f}, '
@@ -113,7 +115,7 @@ def callbacks(fn_args, train: config_lib.TrainConfig,
               backup: str) -> List[keras.callbacks.Callback]:
   result = [
       # Before EpochLog: an epoch's checkpoint is saved before its journal row.
-      keras.callbacks.BackupAndRestore(backup),
+      checkpoint.BackupAndRestore(backup),  # a failed save keeps the last checkpoint
       keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
   ]
   if train.early_stopping_patience:

@@ -57,11 +57,13 @@ def keras_dir(model_uri: str) -> str:
 
 def save(model, class_names: Sequence[str], model_uri: str) -> None:
   """Writes the weights and their architecture under `model_uri`/Format-Keras."""
+  from components import checkpoint  # pylint: disable=g-import-not-at-top  (imports Keras)
   target = keras_dir(model_uri)
   tf.io.gfile.makedirs(target)
   # Keras writes .weights.h5 to local paths only; copy through gfile.
   tmp = tempfile.mkdtemp(prefix='warm-start-')
   try:
+    checkpoint.ensure_room(model, tmp, 'the warm-start weights (Format-Keras)')
     local = os.path.join(tmp, WEIGHTS_FILE)
     model.save_weights(local)
     tf.io.gfile.copy(local, os.path.join(target, WEIGHTS_FILE), overwrite=True)

@@ -53,6 +53,29 @@ def exported(tmp_path_factory, transform_output):
   return model, tf.saved_model.load(path), path
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+  """A directory on a 4 MB tmpfs of its own: a disk that fills up for real.
+
+  Mounting needs root (CI runs as root); without root, or where a container
+  forbids the mount, the test skips (listed in tests/allowed_skips.txt).
+  """
+  import subprocess
+  if os.geteuid() != 0:
+    pytest.skip('mounting a tmpfs needs root')
+  disk = tmp_path / 'disk'
+  disk.mkdir()
+  mount = subprocess.run(['mount', '-t', 'tmpfs', '-o', f'size={fixtures.SMALL_DISK_BYTES}',
+                          'tmpfs', str(disk)], capture_output=True, text=True)
+  if mount.returncode != 0:
+    pytest.skip(f'cannot mount a tmpfs here: {mount.stderr.strip()}')
+  try:
+    yield str(disk)
+  finally:
+    if subprocess.run(['umount', str(disk)]).returncode != 0:
+      subprocess.run(['umount', '-l', str(disk)], check=True)  # still open somewhere
+
+
 @pytest.fixture(scope='session')
 def tf1_exported(exported):
   """The `exported` model loaded as TF Serving loads it (fixtures.Tf1Model)."""

@@ -21,6 +21,7 @@ from PIL import Image
 CLASS_NAMES = ('airplane', 'automobile', 'bird', 'cat', 'deer',
                'dog', 'frog', 'horse', 'ship', 'truck')
 NUMBERED_CLASSES = [f'class_{i}' for i in range(10)]  # the `exported` fixture's classes
+SMALL_DISK_BYTES = 4 * 2**20  # the `small_disk` fixture's tmpfs (tests/conftest.py)
 
 
 def synthetic_image(label: int, rng: np.random.Generator, size: int = 32) -> np.ndarray:
@@ -296,3 +297,39 @@ class Tf1Model:
 
   def close(self):
     self.session.close()
+
+
+def fill_disk(directory: str, leave: int = 0) -> str:
+  """Writes `directory`/filler until at most `leave` bytes are free. Returns its path.
+
+  With `leave=0` it writes until the filesystem says ENOSPC.
+  """
+  import errno  # pylint: disable=g-import-not-at-top
+  path = os.path.join(directory, 'filler')
+  stat = os.statvfs(directory)
+  size = max(0, stat.f_bfree * stat.f_frsize - leave)
+  chunk = b'\0' * 65536
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+  try:
+    written = 0
+    while leave == 0 or written < size:
+      try:
+        written += os.write(fd, chunk[:size - written] if leave else chunk)
+      except OSError as e:
+        if e.errno != errno.ENOSPC:
+          raise
+        break
+  finally:
+    os.close(fd)
+  return path
+
+
+def fake_model_dir(path: str, size: int, seed: int = 0) -> str:
+  """A SavedModel-shaped directory of `size` random bytes (a push copies it as is)."""
+  os.makedirs(os.path.join(path, 'variables'), exist_ok=True)
+  data = np.random.default_rng(seed).bytes(size)
+  with open(os.path.join(path, 'saved_model.pb'), 'wb') as f:
+    f.write(data[:1024])
+  with open(os.path.join(path, 'variables', 'variables.data-00000-of-00001'), 'wb') as f:
+    f.write(data[1024:])
+  return path

@@ -2,17 +2,25 @@
 
 Versions are integers that only increase, appear whole (never half-written),
 are not duplicated when the same model is pushed again, and a model that is
-not blessed leaves the serving directory byte for byte as it was.
+not blessed leaves the serving directory byte for byte as it was. A full disk
+fails the push in one plain message and leaves nothing behind; a push that
+died leaves a temporary copy that the next push removes.
 """
 
 import json
 import os
+import socket
+import subprocess
+import sys
+import time
 
 import pytest
 import tensorflow as tf
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as keys
 
+import fixtures
+from components import disk_space
 from components import pusher
 
 
@@ -186,3 +194,115 @@ def test_the_pipeline_uses_this_executor(tmp_path):
                             serving_dir=str(tmp_path / 'serving'))
   nodes = {c.id: c for c in pipeline.create_pipeline(cfg).components}
   assert nodes['Pusher'].executor_spec.executor_class is pusher.Executor
+
+
+# A full disk: tests/conftest.py's `small_disk` is a 4 MB tmpfs (root only).
+
+def test_full_disk_a_model_bigger_than_the_free_space_is_refused_before_writing(
+    model_uris, small_disk, tmp_path):
+  serving_dir = os.path.join(small_disk, 'serving')
+  first = run_pusher(model_uris[0], 1, serving_dir, str(tmp_path / 'p1'))
+  filler = fixtures.fill_disk(small_disk, leave=64 * 1024)
+  before = snapshot(serving_dir)
+  big = str(tmp_path / 'big')
+  fixtures.fake_model_dir(os.path.join(big, 'Format-Serving'), 1024 * 1024)
+  with pytest.raises(disk_space.DiskFullError) as info:
+    run_pusher(big, 1, serving_dir, str(tmp_path / 'p2'))
+  message = str(info.value)
+  assert message.startswith(f'the disk is full: {serving_dir} (')
+  assert 'KB free of 4.0 MB' in message and 'the model needs 1.0 MB' in message
+  assert snapshot(serving_dir) == before  # no version, no temporary copy
+
+  os.remove(filler)  # space is back: the same push works
+  pushed = run_pusher(big, 1, serving_dir, str(tmp_path / 'p3'))
+  version = pushed.get_string_custom_property('pushed_version')
+  assert int(version) > int(first.get_string_custom_property('pushed_version'))
+  assert snapshot(os.path.join(serving_dir, version))['variables/variables.data-00000-of-00001'] \
+      == snapshot(os.path.join(big, 'Format-Serving'))['variables/variables.data-00000-of-00001']
+
+
+def test_full_disk_a_copy_that_runs_out_of_space_leaves_no_version_and_no_temp_dir(
+    model_uris, small_disk, tmp_path, monkeypatch):
+  serving_dir = os.path.join(small_disk, 'serving')
+  pusher.push(os.path.join(model_uris[0], 'Format-Serving'), serving_dir)
+  before = snapshot(serving_dir)
+  big = fixtures.fake_model_dir(str(tmp_path / 'big'), 6 * 1024 * 1024)  # more than the disk
+  # The disk fills up during the copy (another writer): the check before it saw room.
+  monkeypatch.setattr(pusher, 'check_space', lambda model_path, serving_dir: None)
+  with pytest.raises(disk_space.DiskFullError) as info:
+    pusher.push(big, serving_dir)
+  assert str(info.value).startswith(f'the disk is full: {serving_dir} (')
+  assert 'no version was written' in str(info.value)
+  assert disk_space.is_disk_full(info.value.__cause__)  # TensorFlow's own ENOSPC error
+  assert snapshot(serving_dir) == before
+  assert disk_space.free_bytes(small_disk) > 3 * 2**20  # the partial copy's space is back
+
+  small = fixtures.fake_model_dir(str(tmp_path / 'small'), 512 * 1024)
+  version = pusher.push(small, serving_dir)
+  assert sorted(numeric_entries(serving_dir))[-1] == str(version)
+  assert not [n for n in os.listdir(serving_dir) if n.startswith('.')]
+
+
+# Leftovers of a push that died.
+
+def test_temp_dir_names_say_whose_they_are():
+  name = pusher.temp_name('build-host-7', 4242)
+  assert name.startswith('.push-tmp-build-host-7-4242-')
+  assert pusher.temp_owner(name) == ('build-host-7', 4242)
+  assert pusher.temp_owner('.push-tmp-0123456789abcdef') is None  # the old unnamed form
+  assert pusher.temp_owner('1700000000') is None
+  alive = {4242}.__contains__
+  assert pusher.is_stale(pusher.temp_name('here', 99), 10, 'here', alive)  # pid gone
+  assert not pusher.is_stale(pusher.temp_name('here', 4242), 10, 'here', alive)  # still copying
+  assert not pusher.is_stale(pusher.temp_name('there', 99), 10, 'here', alive)  # cannot tell
+  assert not pusher.is_stale('.push-tmp-0123456789abcdef', 10, 'here', alive)
+  assert pusher.is_stale(pusher.temp_name('there', 99), pusher.STALE_TEMP_SECONDS + 1, 'here',
+                         alive)
+
+
+def dead_pid() -> int:
+  child = subprocess.Popen(['true'])
+  child.wait()
+  return child.pid
+
+
+def test_the_next_push_removes_dead_temp_dirs_and_keeps_live_ones(model_uris, tmp_path):
+  serving_dir = tmp_path / 'serving'
+  host = socket.gethostname()
+  dead = pusher.temp_name(host, dead_pid())
+  live = pusher.temp_name(host, os.getpid())  # a push of this very process, mid-copy
+  elsewhere = pusher.temp_name('another-host', 1)  # on another host: not ours to judge
+  ancient = pusher.temp_name('another-host', 2)
+  for name in (dead, live, elsewhere, ancient):
+    (serving_dir / name / 'variables').mkdir(parents=True)
+    (serving_dir / name / 'variables' / 'part').write_bytes(b'half a model')
+  day_and_more = time.time() - pusher.STALE_TEMP_SECONDS - 60
+  os.utime(serving_dir / ancient, (day_and_more, day_and_more))
+
+  run_pusher(model_uris[0], 1, str(serving_dir), str(tmp_path / 'p1'))
+  left = sorted(n for n in os.listdir(serving_dir) if not n.isdigit())
+  assert left == sorted([live, elsewhere])
+  assert len(numeric_entries(str(serving_dir))) == 1
+
+
+def test_a_push_killed_mid_copy_is_cleaned_up_by_the_next_push(model_uris, tmp_path,
+                                                              monkeypatch):
+  serving_dir = str(tmp_path / 'serving')
+  model = os.path.join(model_uris[0], 'Format-Serving')
+
+  def copy_then_die(src, dst):  # as far as the disk can tell, a SIGKILL mid-copy
+    os.makedirs(os.path.join(dst, 'variables'))
+    raise SystemExit('killed')
+
+  monkeypatch.setattr(pusher, 'copy_model', copy_then_die)
+  monkeypatch.setattr(pusher.shutil, 'rmtree', lambda *a, **k: None)  # nothing cleans up
+  with pytest.raises(SystemExit):
+    pusher.push(model, serving_dir)
+  leftover, = os.listdir(serving_dir)
+  assert pusher.temp_owner(leftover) == (socket.gethostname(), os.getpid())
+  os.rename(os.path.join(serving_dir, leftover), os.path.join(
+      serving_dir, pusher.temp_name(socket.gethostname(), dead_pid())))  # that process is gone
+  monkeypatch.undo()
+
+  version = pusher.push(model, serving_dir)
+  assert os.listdir(serving_dir) == [str(version)]

@@ -142,6 +142,7 @@ BAD_VALUES = {
     '--pipeline-name': (['--pipeline-name', 'My Pipeline'], "'My Pipeline'",
                         'lowercase letters'),
     '--no-cache': (['--no-cache=yes'], "'yes'", 'ignored explicit argument'),
+    '--verbose': (['--verbose=all'], "'all'", 'ignored explicit argument'),
     '--to-node': (['--to-node', 'Trainr'], "'Trainr'", 'is not a component'),
     '--model-variant': (['--model-variant', 'vgg'], "'vgg'", 'invalid choice'),
     '--image-size': (['--image-size', '4'], '4', 'out of range'),
@@ -222,3 +223,25 @@ def test_the_runner_names_every_folder_it_writes(tmp_path):
       ['--image-dir', str(tmp_path), '--tfds-data-dir', str(tmp_path / 't')]), 'smoke')
   assert [flag for flag, _ in pipeline_runner.written_dirs(folders)] == [
       '--pipeline-root', '--serving-dir']
+
+
+def test_full_disk_a_failed_run_says_the_disk_is_full_and_where(small_disk, tmp_path):
+  import dataclasses
+  import tensorflow as tf
+  from components import disk_space
+  cfg = dataclasses.replace(pipeline_runner.config_lib.smoke(), pipeline_root=small_disk,
+                            serving_dir=str(tmp_path / 'serving'))
+  fixtures.fill_disk(small_disk)
+  try:  # as a component's error reaches the runner: TensorFlow's, under another
+    try:
+      raise tf.errors.ResourceExhaustedError(None, None, 'x/y; No space left on device')
+    except tf.errors.ResourceExhaustedError as e:
+      raise RuntimeError('Trainer failed') from e
+  except RuntimeError as error:
+    line = pipeline_runner.disk_full_line(error, cfg)
+  assert line.startswith(f'error: the disk is full: {small_disk} (0 bytes free of 4.0 MB); '
+                         'free space and run the same command again')
+  ours = disk_space.DiskFullError(cfg.serving_dir, 'the disk is full: ...')
+  assert pipeline_runner.disk_full_line(ours, cfg).startswith(
+      f'error: the disk is full: {cfg.serving_dir} (')
+  assert pipeline_runner.disk_full_line(ValueError('bad'), cfg) is None

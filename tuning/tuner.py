@@ -31,6 +31,7 @@ import tensorflow_transform as tft
 from absl import logging
 from tfx.components.tuner.component import TunerFnResult
 
+from components import checkpoint
 from components import data as data_lib
 from components import features
 from models import alexnet
@@ -224,7 +225,10 @@ def tuner_fn(fn_args) -> TunerFnResult:
   # keras-tuner gives each trial its own log dir under this one and adds the
   # HParams dashboard's records (tensorboard --logdir <pipeline root>).
   logs = keras.callbacks.TensorBoard(os.path.join(tuner.project_dir, TENSORBOARD_DIR))
+  # keras-tuner saves each trial's best epoch through h5py, which crashes on a full disk.
+  room = checkpoint.RoomCheck(tuner.project_dir, "a Tuner trial's checkpoint",
+                              'Free space and run the same command again: the search resumes.')
   return TunerFnResult(
       tuner=tuner,
       fit_kwargs={'x': train_ds, 'validation_data': eval_ds, 'epochs': tune.max_epochs,
-                  'verbose': 2, 'callbacks': [logs, compute]})
+                  'verbose': 2, 'callbacks': [logs, compute, room]})
