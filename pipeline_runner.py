@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help='search again even though a finished search matches')
   model.add_argument('--from-scratch', action='store_true',
                      help='do not warm-start from the last blessed model')
+  model.add_argument('--warm-start-epochs', type=int,
+                     help='epochs of a warm-started Trainer (preset value otherwise)')
+  model.add_argument('--warm-start-lr-scale', type=float,
+                     help="a warm start's peak learning rate, as a share of the tuned one")
   gate = p.add_argument_group('gate')
   gate.add_argument('--min-accuracy', type=float,
                     help='Evaluator floor on eval accuracy (1.01 blocks every model)')
@@ -175,7 +179,9 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   model = _set(base.model, variant=args.model_variant, image_size=image_size)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-               warm_start=False if args.from_scratch else None)
+               warm_start=False if args.from_scratch else None,
+               warm_start_epochs=args.warm_start_epochs,
+               warm_start_lr_scale=args.warm_start_lr_scale)
   tune = _set(base.tune, algorithm=args.tuner, max_trials=args.trials,
               max_epochs=args.tuning_epochs, hparams_file=args.hparams_file,
               enabled=False if args.no_tune else None, retune=args.retune or None)

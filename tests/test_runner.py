@@ -58,8 +58,10 @@ def test_day_two_flags_reach_the_config(tmp_path):
   cfg = pipeline_runner.build_config(pipeline_runner.parse_args([
       '--image-dir', str(tmp_path), '--train-spans', '3', '--retune', '--from-scratch',
       '--max-regression', '0.01', '--max-class-regression', '0.1',
-      '--min-class-accuracy', '0.2']), 'cpu')
+      '--min-class-accuracy', '0.2', '--warm-start-epochs', '9',
+      '--warm-start-lr-scale', '0.5']), 'cpu')
   assert cfg.data.train_spans == 3 and cfg.tune.retune and not cfg.train.warm_start
+  assert (cfg.train.warm_start_epochs, cfg.train.warm_start_lr_scale) == (9, 0.5)
   assert (cfg.gate.max_regression, cfg.gate.max_class_regression,
           cfg.gate.min_class_accuracy) == (0.01, 0.1, 0.2)
 
@@ -158,6 +160,10 @@ BAD_VALUES = {
                        '/nonexistent.json', 'hyperparameters file not found'),
     '--retune': (['--retune=true'], "'true'", 'ignored explicit argument'),
     '--from-scratch': (['--from-scratch=1'], "'1'", 'ignored explicit argument'),
+    '--warm-start-epochs': (['--warm-start-epochs', '0'], '0',
+                            'warm_start_epochs must be at least 1'),
+    '--warm-start-lr-scale': (['--warm-start-lr-scale', '2'], '2',
+                              'warm_start_lr_scale must be in (0, 1]'),
     '--min-accuracy': (['--min-accuracy', '3'], '3', 'min accuracy must be in 0..1'),
     '--max-regression': (['--max-regression', '-0.1'], '-0.1', 'max_regression must be >= 0'),
     '--max-class-regression': (['--max-class-regression', '2'], '2',
