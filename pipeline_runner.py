@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='float16 compute (GPU only)')
   model.add_argument('--jit-compile', action=argparse.BooleanOptionalAction, default=None,
                      help='XLA compile the train step')
+  model.add_argument('--test-time-flip', action=argparse.BooleanOptionalAction, default=None,
+                     help='the served model averages each image with its mirror (default: on)')
   tune = p.add_argument_group('tuning')
   tune.add_argument('--tuner', choices=config_lib.TUNER_ALGORITHMS, help='search algorithm')
   tune.add_argument('--trials', type=int, help='trials (random and bayesian search)')
@@ -179,6 +181,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   model = _set(base.model, variant=args.model_variant, image_size=image_size)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
+               test_time_flip=args.test_time_flip,
                warm_start=False if args.from_scratch else None,
                warm_start_epochs=args.warm_start_epochs,
                warm_start_lr_scale=args.warm_start_lr_scale)

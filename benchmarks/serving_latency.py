@@ -14,6 +14,11 @@ that path, not its speed):
 - bare: the Keras model alone on the already-preprocessed float32 tensor
   (the TFT layer's output for the same images).
 
+- serving + flip: the same export with test-time flip (the presets' default,
+  TrainConfig.test_time_flip): the network also runs on each image's mirror
+  and the probabilities are averaged. `flip_b<batch>_cost` in the JSON is its
+  p50 over serving_default's.
+
 Calls alternate between the sides in short rounds, so load from other
 processes falls on all alike. The last line is JSON with `batch1_ratio` =
 serving p50 / bare p50 at batch 1 (goal: <= 1.2). Runs in about 2 minutes on
@@ -72,6 +77,7 @@ from tuning.search_space import search_space  # noqa: E402
 IMAGE_SIZE = 32
 ANALYZE_IMAGES = 256  # images the transform's mean/std are computed on
 BATCH_SIZES = (1, 32)
+FLIP_SIDE = 'serving + flip'  # the export with test-time flip (the presets' default)
 # (rounds, calls per side per round): ~1500 samples at batch 1, ~180 at batch 32.
 SCHEDULE = {1: (150, 10), 32: (60, 3)}
 ABLATION_SCHEDULE = {1: (120, 10), 32: (40, 3)}  # five sides instead of two
@@ -163,7 +169,8 @@ def analyze(workdir: str, name: str, images: Sequence[bytes], decode=None):
   return tft.TFTransformOutput(out)
 
 
-def export_and_load(model, tft_output, path: str, check: Optional[str] = None):
+def export_and_load(model, tft_output, path: str, check: Optional[str] = None,
+                    test_time_flip: bool = False):
   """serving.export, reloaded; `check` names a check exported without: 'format' or 'size'."""
   patch = {
       None: contextlib.nullcontext(),
@@ -172,7 +179,8 @@ def export_and_load(model, tft_output, path: str, check: Optional[str] = None):
                                 lambda encoded, max_pixels, source: encoded),
   }[check]
   with patch:
-    serving.export(model, tft_output, [f'class_{i}' for i in range(10)], path)
+    serving.export(model, tft_output, [f'class_{i}' for i in range(10)], path,
+                   test_time_flip=test_time_flip)
   return tf.saved_model.load(path).signatures[features.SERVING_SIGNATURE]
 
 
@@ -182,7 +190,9 @@ def build_sides(workdir: str, ablation: bool):
   tft_output = analyze(workdir, 'transform', images)
   hp = search_space(config.cpu().tune, 'cifar')  # the defaults: what --no-tune trains
   model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10)
-  sides = {'serving_default': export_and_load(model, tft_output, os.path.join(workdir, 's'))}
+  sides = {'serving_default': export_and_load(model, tft_output, os.path.join(workdir, 's')),
+           FLIP_SIDE: export_and_load(model, tft_output, os.path.join(workdir, 'flip'),
+                                      test_time_flip=True)}
   if ablation:
     for i, change in enumerate(('batch-of-one', 'resize skip')):
       sides[f'  w/o {change}'] = export_and_load(
@@ -243,10 +253,13 @@ def time_sides(sides, bare, tft_output, schedule) -> Dict[tuple, Dict[str, float
     raw = [tf.constant(g) for g in groups]
     pre = [preprocess(tft_output, g) for g in groups]
     want = bare(images=pre[0])[features.PROBABILITIES].numpy()
+    mirrored = bare(images=tf.image.flip_left_right(pre[0]))[features.PROBABILITIES].numpy()
     calls = {}
     for name, fn in sides.items():
       got = fn(image_bytes=raw[0])[features.PROBABILITIES].numpy()
-      np.testing.assert_allclose(got, want, atol=1e-4)  # same model, same preprocessing
+      # Same model, same preprocessing (and the mirror's answer averaged in).
+      np.testing.assert_allclose(got, (want + mirrored) / 2 if name == FLIP_SIDE else want,
+                                 atol=1e-4)
       calls[name] = lambda i, fn=fn: fn(image_bytes=raw[i % len(raw)])
     calls['bare keras'] = lambda i: bare(images=pre[i % len(pre)])
     for name, seconds in interleaved_latencies(calls, *schedule[batch]).items():
@@ -272,8 +285,11 @@ def json_summary(results, decode_results) -> Dict[str, float]:
   summary = {f'batch{b}_ratio': round(results[('serving_default', b)]['p50_ms'] /
                                       results[('bare keras', b)]['p50_ms'], 3)
              for b in BATCH_SIZES}
+  summary.update({f'flip_b{b}_cost': round(results[(FLIP_SIDE, b)]['p50_ms'] /
+                                            results[('serving_default', b)]['p50_ms'], 3)
+                  for b in BATCH_SIZES})
   for (name, batch), r in results.items():
-    key = {'serving_default': 'serving', 'bare keras': 'bare'}.get(
+    key = {'serving_default': 'serving', 'bare keras': 'bare', FLIP_SIDE: 'serving_flip'}.get(
         name, name.strip().replace('w/o ', 'without_').replace(' ', '_').replace('-', '_'))
     summary.update({f'{key}_b{batch}_{k}': v for k, v in r.items() if k != 'calls'})
   for (name, batch), r in decode_results.items():

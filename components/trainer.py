@@ -185,7 +185,7 @@ def run_fn(fn_args) -> None:
       json.dump(value, f, indent=1)
   export_dir = output_dir(fn_args.serving_model_dir)
   serving.export(model, tft_output, class_names, export_dir,
-                 settings['max_image_pixels'])
+                 settings['max_image_pixels'], train.test_time_flip)
   if is_chief():  # the next run's warm start reads these
     warm_start.save(model, class_names, os.path.dirname(fn_args.serving_model_dir.rstrip('/')))
   logging.info('Trainer exported the serving model to %s', export_dir)

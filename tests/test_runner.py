@@ -96,9 +96,10 @@ def test_flags_override_the_preset(tmp_path):
   args = pipeline_runner.parse_args([
       '--preset', 'cpu', '--image-dir', str(tmp_path), '--epochs', '3', '--trials', '2',
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
-      '--beam-workers', '2', '--beam-arg=--x=1'])
+      '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
+  assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
   assert cfg.gate.min_accuracy == 0.5
   assert cfg.beam_workers == 2 and cfg.beam_args == ('--x=1',)
@@ -152,6 +153,7 @@ BAD_VALUES = {
     '--batch-size': (['--batch-size', '0'], '0', 'batch size must be at least 1'),
     '--mixed-precision': (['--mixed-precision=yes'], "'yes'", 'ignored explicit argument'),
     '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
+    '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
     '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
     '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),
     '--tuning-epochs': (['--tuning-epochs', 'two'], "'two'", 'invalid int value'),

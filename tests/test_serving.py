@@ -245,3 +245,42 @@ def test_a_bomb_behind_a_bad_format_is_named_as_the_bad_format(tf1_exported):
 def test_a_header_cut_short_fails_as_invalid_data(tf1_exported, blob):
   with pytest.raises(tf.errors.InvalidArgumentError, match='(?i)invalid (JPEG|PNG)'):
     tf1_exported(features.SERVING_SIGNATURE, [blob])
+
+
+def mirrored_png(seed: int):
+  """(PNG bytes, PNG bytes of its left-right mirror): lossless, so exactly mirrored pixels."""
+  from PIL import Image
+  array = np.random.default_rng(seed).integers(0, 255, (32, 32, 3), dtype=np.uint8)
+  out = []
+  for pixels in (array, array[:, ::-1]):
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format='PNG')
+    out.append(buffer.getvalue())
+  return out
+
+
+def test_test_time_flip_averages_the_image_and_its_mirror_in_both_signatures(
+    exported, transform_output, tmp_path):
+  model, _, _ = exported
+  path = serving.export(model, transform_output, CLASS_NAMES, str(tmp_path / 'flip'),
+                        test_time_flip=True)
+  pairs = [mirrored_png(seed) for seed in range(3)]
+  images = [image for pair in pairs for image in pair]  # image, mirror, image, mirror, ...
+  flip = fixtures.Tf1Model(path)  # as TF Serving loads it
+  try:
+    served = flip(features.SERVING_SIGNATURE, images)[features.PROBABILITIES]
+    by_example = flip(features.EXAMPLE_SIGNATURE,
+                      [serving.image_example(b) for b in images])[features.PROBABILITIES]
+    empty = flip(features.SERVING_SIGNATURE, [])[features.PROBABILITIES]
+  finally:
+    flip.close()
+  layer = transform_output.transform_features_layer()
+  pixels = layer({features.IMAGE_KEY: tf.constant([[b] for b in images])})[
+      features.TRANSFORMED_IMAGE_KEY]
+  direct = model(pixels, training=False).numpy()
+  mirrored = model(tf.image.flip_left_right(pixels), training=False).numpy()
+  assert not np.allclose(direct, mirrored, atol=1e-3)  # the model itself is not symmetric
+  np.testing.assert_allclose(served, (direct + mirrored) / 2, atol=1e-4)
+  np.testing.assert_allclose(served[0::2], served[1::2], atol=1e-4)  # a mirror: same answer
+  np.testing.assert_allclose(by_example, served, atol=1e-6)
+  assert empty.shape == (0, 10)
