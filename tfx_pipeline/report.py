@@ -146,6 +146,19 @@ def training_section(history: Union[List[Dict[str, float]], Missing]) -> str:
   return _img(plots.curves_png(history), 'training curves') + _table(['epoch'] + keys, rows)
 
 
+def gate_rules(gate: Mapping[str, float]) -> str:
+  """The Evaluator's rules in one sentence, from the config's gate section."""
+  regression = gate.get('max_regression', 0)
+  per_class = gate.get('max_class_regression', 1.0)
+  return (f'Rules: eval accuracy at least {gate.get("min_accuracy", 0):.2f}, and '
+          + (f'at most {regression:.4f} below' if regression else 'not below')
+          + ' the latest blessed model\'s'
+          + (f'; on every class, at most {per_class:.3f} below the baseline\'s'
+             if per_class < 1.0 else '')
+          + (f' and at least {gate["min_class_accuracy"]:.3f}'
+             if gate.get('min_class_accuracy') else '') + '.')
+
+
 def evaluation_section(evaluation: Union[Evaluation, Missing], class_names: Sequence[str],
                        gate: Mapping[str, float]) -> str:
   if isinstance(evaluation, Missing):
@@ -165,15 +178,7 @@ def evaluation_section(evaluation: Union[Evaluation, Missing], class_names: Sequ
     if candidate is not None:
       rows.append(('change', f'{candidate - baseline:+.4f}'))
   parts.append(_table(('model', 'eval accuracy'), rows))
-  regression = gate.get('max_regression', 0)
-  per_class = gate.get('max_class_regression', 1.0)
-  parts.append(f'<p>Rules: eval accuracy at least {gate.get("min_accuracy", 0):.2f}, and '
-               + (f'at most {regression:.4f} below' if regression else 'not below')
-               + ' the latest blessed model\'s'
-               + (f'; on every class, at most {per_class:.3f} below the baseline\'s'
-                  if per_class < 1.0 else '')
-               + (f' and at least {gate["min_class_accuracy"]:.3f}'
-                  if gate.get('min_class_accuracy') else '') + '.</p>')
+  parts.append(f'<p>{gate_rules(gate)}</p>')  # numbers from the config: nothing to escape
   if baseline is None:
     parts.append('<p>No baseline: no model had been blessed before, so only the floor '
                  'applied.</p>')
@@ -227,7 +232,7 @@ def push_section(pushed_to: Union[str, Missing]) -> str:
           'numbered directory as one version.</p>')
 
 
-_CSS = """
+CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:2em auto;max-width:1000px;
 color:#222;padding:0 1em}
 h1{margin-bottom:.2em}h2{border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.6em}
@@ -281,7 +286,7 @@ def build_report(inputs: RunFacts) -> str:
                      for key, title in SECTIONS)
   return (
       '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-      f'<title>{_e(inputs.title)}</title><style>{_CSS}</style></head><body>'
+      f'<title>{_e(inputs.title)}</title><style>{CSS}</style></head><body>'
       f'<h1>{_e(inputs.title)}</h1><p class="outcome">{_e(outcome(inputs))}</p>'
       f'<p class="meta">Run started {_e(started)}, preset <b>{_e(inputs.preset)}</b>, pipeline '
       f'root <code>{_e(inputs.pipeline_root)}</code>. TensorBoard: <code>tensorboard --logdir '
