@@ -62,7 +62,7 @@ def test_both_cards_show_accuracy_classes_decision_and_training():
     assert 'NOT blessed' in text and '0.7000' in text and '-0.0800' in text  # vs baseline
     assert 'image folder /data/pets' in text and 'train (hash, 10%)' in text
     assert 'variant' in text and 'cifar' in text and "the Tuner's best trial (trial 1)" in text
-    assert 'learning_rate' in text and '0.010000' in text
+    assert 'learning_rate' in text and '0.01' in text and '0.25' in text
     assert '1m35s' in text and '2 epochs;' in text  # wall time, history length
     assert 'train/cat/broken.jpg' in text and 'Invalid JPEG data' in text
     assert 'serving_tf_example' in text and 'v1/models/cifar10:predict' in text

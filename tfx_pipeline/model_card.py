@@ -241,7 +241,8 @@ def training_context(facts: RunFacts) -> Dict[str, Any]:
     found['missing'] = training.reason
   else:
     found.update(
-        hparams=[(k, _fmt(v, 6)) for k, v in sorted(training.hparams.items())],
+        hparams=[(k, f'{v:.4g}' if isinstance(v, float) else str(v))
+                 for k, v in sorted(training.hparams.items())],
         source=training.source, warm_start=training.warm_start,
         wall_time=run_summary.format_seconds(training.seconds) if training.seconds is not None
         else 'trained in an earlier run (this run reused it from the cache)')
