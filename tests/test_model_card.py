@@ -19,7 +19,7 @@ from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as keys
 
 from components import pusher
-from test_report import CLASSES, PNG_SIGNATURE, full_inputs
+from test_report import PNG_SIGNATURE, full_inputs
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import model_card
 from tfx_pipeline import run_facts as facts
