@@ -6,7 +6,7 @@ model it replaces, how to call it and where it is weak. The card is the
 second view over the run's `RunFacts` (run_facts.py), beside report.html, and
 embeds the same plots (plots.py); Model Card Toolkit cannot be installed with
 this project's pins (it needs tfma < 0.42 and absl < 1.1), so the card is two
-Jinja2 templates.
+Jinja2 templates (tfx_pipeline/templates/).
 
     card_context(facts, signatures, ...) -> dict           pure: what the card says
     render_html(context), render_markdown(context) -> str  pure: the two files
@@ -27,6 +27,7 @@ import dataclasses
 import datetime
 import json
 import os
+import re
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import jinja2
@@ -45,6 +46,7 @@ CARD_HTML = 'model_card.html'
 CARD_MD = 'model_card.md'
 ASSETS_EXTRA = 'assets.extra'  # TF Serving reads only its warm-up file from here
 CONFIG_KEY = 'model_card'  # the Pusher's custom_config entry
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'templates')
 MODEL_NAME = 'cifar10'  # the model's name in serving/models.config
 CIFAR_SIDE = 32  # CIFAR-10 photos are 32x32 pixels
 WEAKEST = 3  # classes named as the weakest
@@ -254,7 +256,8 @@ def training_context(facts: RunFacts) -> Dict[str, Any]:
     found.update(epochs=len(history),
                  epoch_seconds=run_summary.format_seconds(sum(r['seconds'] for r in history))
                  if all('seconds' in r for r in history) else '',
-                 last={k: _fmt(v) for k, v in last.items() if k not in ('epoch', 'seconds')},
+                 last=', '.join(f'{k} {_fmt(v)}' for k, v in last.items()
+                                if k not in ('epoch', 'seconds')),
                  curves_png=plots.data_uri(plots.curves_png(history)))
   return found
 
@@ -304,209 +307,29 @@ def card_context(facts: RunFacts, signatures: Union[List[Signature], Missing],
 
 
 # ----------------------------------------------------------------------------
-# The two templates.
-
-_HTML = """<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">
-<title>{{ title }}</title><style>{{ css }}</style></head><body>
-<h1>{{ title }}</h1>
-<p class="outcome">Eval accuracy {{ evaluation.accuracy or '-' }}; decision: {{ evaluation.decision }}.</p>
-<p class="meta">Pushed {{ created }} from <code>{{ model_path }}</code>; preset <b>{{ preset }}</b>,
-pipeline root <code>{{ pipeline_root }}</code>.</p>
-<p>Classes ({{ class_names|length }}): {{ class_names|join(', ') }}.</p>
-
-<h2>Intended use</h2>
-<p>Sorting small photos into the {{ class_names|length }} classes above, through TensorFlow
-Serving or <code>serving/client.py</code> (signatures below). Not for images outside those
-classes, and not for decisions that need a calibrated "none of these".</p>
-<h3>Known limitations</h3>
-<ul>{% for line in limitations %}<li>{{ line }}</li>{% endfor %}</ul>
-
-<h2>Data</h2>
-<p>Source: {{ data.source }}.{% if data.eval_from %} Eval split from: {{ data.eval_from }}.{% endif %}</p>
-{% if data.spans %}<table><thead><tr><th>Examples in the training window</th><th>train images</th>
-<th>eval images</th></tr></thead><tbody>{% for r in data.spans %}<tr><td>{{ r.span }}</td>
-<td>{{ r.train }}</td><td>{{ r.eval }}</td></tr>{% endfor %}</tbody></table>{% endif %}
-{% if data.missing %}<p class="missing">{{ data.missing }}</p>{% else %}
-<img alt="images per class" src="{{ data.class_counts_png }}">
-<table><thead><tr><th>class</th>{% for s in data.splits %}<th>{{ s }} images</th>{% endfor %}
-</tr></thead><tbody>{% for c in data.classes %}<tr><td>{{ c.name }}</td>
-{% for w in c.written %}<td>{{ w }}</td>{% endfor %}</tr>{% endfor %}
-<tr class="total"><td>total</td>{% for t in data.totals %}<td>{{ t }}</td>{% endfor %}</tr>
-</tbody></table>
-{% if data.skipped_count %}<h3>Skipped: {{ data.skipped_count }} undecodable or oversized image(s)</h3>
-<table><thead><tr><th>split</th><th>file</th><th>reason</th></tr></thead><tbody>
-{% for s in data.skipped %}<tr><td>{{ s.split }}</td><td>{{ s.file }}</td><td>{{ s.reason }}</td></tr>{% endfor %}
-</tbody></table>{% if data.skipped_count > data.skipped|length %}<p>... and
-{{ data.skipped_count - data.skipped|length }} more (report.html lists them all).</p>{% endif %}
-{% else %}<p>No image was skipped.</p>{% endif %}{% endif %}
-
-<h2>Training</h2>
-<p>AlexNet, variant <b>{{ training.variant }}</b>, {{ training.image_size }}x{{ training.image_size }} inputs.</p>
-{% if training.missing %}<p class="missing">{{ training.missing }}</p>{% else %}
-<p>Hyperparameters from {{ training.source }}.{% if training.warm_start %} Start: {{ training.warm_start }}.{% endif %}
-Wall time: {{ training.wall_time }}.</p>
-<table><thead><tr><th>hyperparameter</th><th>value</th></tr></thead><tbody>
-{% for k, v in training.hparams %}<tr><td>{{ k }}</td><td>{{ v }}</td></tr>{% endfor %}
-</tbody></table>{% endif %}
-{% if training.history_missing %}<p class="missing">{{ training.history_missing }}</p>
-{% elif training.epochs %}<p>{{ training.epochs }} epochs{% if training.epoch_seconds %} ({{ training.epoch_seconds }} in all){% endif %}; last epoch:
-{% for k, v in training.last.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.</p>
-<img alt="training curves" src="{{ training.curves_png }}">{% endif %}
-
-<h2>Evaluation</h2>
-{% if evaluation.missing %}<p class="missing">{{ evaluation.missing }}</p>{% else %}
-<p class="verdict {{ 'ok' if evaluation.decision == 'BLESSED' else 'bad' }}">Decision: {{ evaluation.decision }}</p>
-<table><thead><tr><th>model</th><th>eval accuracy</th></tr></thead><tbody>
-<tr><td>this model</td><td>{{ evaluation.accuracy }}</td></tr>
-{% if evaluation.baseline %}<tr><td>baseline (latest blessed)</td><td>{{ evaluation.baseline }}</td></tr>
-<tr><td>change</td><td>{{ evaluation.change }}</td></tr>{% endif %}</tbody></table>
-<p>{{ evaluation.rules }}</p>
-{% if evaluation.baseline_uri %}<p>Baseline model: <code>{{ evaluation.baseline_uri }}</code></p>
-{% elif not evaluation.baseline %}<p>No baseline: no model had been blessed before, so only the floor applied.</p>{% endif %}
-{% if evaluation.failures %}<ul>{% for f in evaluation.failures %}<li>{{ f }}</li>{% endfor %}</ul>{% endif %}
-{% if evaluation.classes %}<h3>Per class (eval split)</h3>
-<table><thead><tr><th>class</th><th>eval images</th><th>accuracy</th>{% if evaluation.with_baseline %}
-<th>baseline</th><th>change</th>{% endif %}</tr></thead><tbody>{% for c in evaluation.classes %}
-<tr><td>{{ c.name }}</td><td>{{ c.images }}</td><td>{{ c.accuracy }}</td>{% if evaluation.with_baseline %}
-<td>{{ c.baseline }}</td><td>{{ c.change }}</td>{% endif %}</tr>{% endfor %}</tbody></table>
-<img alt="confusion matrix" src="{{ evaluation.confusion_png }}">
-{% else %}<p class="missing">No confusion matrix in the evaluation output.</p>{% endif %}{% endif %}
-
-<h2>Serving</h2>
-{% if signatures_missing %}<p class="missing">{{ signatures_missing }}</p>{% endif %}
-{% for s in signatures %}<h3><code>{{ s.name }}</code></h3>
-<table><thead><tr><th></th><th>key</th><th>dtype</th><th>shape</th></tr></thead><tbody>
-{% for k, d, sh in s.inputs %}<tr><td>input</td><td>{{ k }}</td><td>{{ d }}</td><td>{{ sh }}</td></tr>{% endfor %}
-{% for k, d, sh in s.outputs %}<tr><td>output</td><td>{{ k }}</td><td>{{ d }}</td><td>{{ sh }}</td></tr>{% endfor %}
-</tbody></table>{% endfor %}
-{% if requests %}<p>An example request, with TF Serving's REST API serving this directory as model
-<code>{{ model_name }}</code> (add <code>/versions/&lt;this version&gt;</code> to pin it), then without a server
-(<code>VERSION_DIR</code>: the directory holding this card's <code>assets.extra</code>):</p>
-{% for r in requests %}<pre>{{ r }}</pre>{% endfor %}{% endif %}
-</body></html>
-"""
-
-_MD = """# {{ title }}
-
-Eval accuracy **{{ evaluation.accuracy or '-' }}**; decision: **{{ evaluation.decision }}**.
-Pushed {{ created }} from `{{ model_path }}`; preset {{ preset }}, pipeline root `{{ pipeline_root }}`.
-
-Classes ({{ class_names|length }}): {{ class_names|join(', ') }}.
-
-## Intended use
-
-Sorting small photos into the {{ class_names|length }} classes above, through TensorFlow Serving
-or `serving/client.py` (signatures below). Not for images outside those classes, and not for
-decisions that need a calibrated "none of these".
-
-### Known limitations
-{% for line in limitations %}
-- {{ line }}{% endfor %}
-
-## Data
-
-Source: {{ data.source }}.{% if data.eval_from %} Eval split from: {{ data.eval_from }}.{% endif %}
-{% if data.spans %}
-| Examples in the training window | train images | eval images |
-|---|---:|---:|
-{% for r in data.spans %}| {{ r.span }} | {{ r.train }} | {{ r.eval }} |
-{% endfor %}{% endif %}
-{% if data.missing %}_{{ data.missing|cell }}_
-{% else %}
-![images per class]({{ data.class_counts_png }})
-
-| class |{% for s in data.splits %} {{ s }} images |{% endfor %}
-|---|{% for s in data.splits %}---:|{% endfor %}
-{% for c in data.classes %}| {{ c.name|cell }} |{% for w in c.written %} {{ w }} |{% endfor %}
-{% endfor %}| **total** |{% for t in data.totals %} **{{ t }}** |{% endfor %}
-
-{% if data.skipped_count %}Skipped: {{ data.skipped_count }} undecodable or oversized image(s):
-{% for s in data.skipped %}
-- {{ s.split }} `{{ s.file }}`: {{ s.reason|cell }}{% endfor %}
-{% if data.skipped_count > data.skipped|length %}- ... and {{ data.skipped_count - data.skipped|length }} more (report.html lists them all)
-{% endif %}{% else %}No image was skipped.
-{% endif %}{% endif %}
-## Training
-
-AlexNet, variant **{{ training.variant }}**, {{ training.image_size }}x{{ training.image_size }} inputs.
-{% if training.missing %}
-_{{ training.missing|cell }}_
-{% else %}
-Hyperparameters from {{ training.source }}.{% if training.warm_start %} Start: {{ training.warm_start }}.{% endif %}
-Wall time: {{ training.wall_time }}.
-
-| hyperparameter | value |
-|---|---:|
-{% for k, v in training.hparams %}| {{ k }} | {{ v }} |
-{% endfor %}{% endif %}
-{% if training.history_missing %}_{{ training.history_missing|cell }}_
-{% elif training.epochs %}{{ training.epochs }} epochs{% if training.epoch_seconds %} ({{ training.epoch_seconds }} in all){% endif %}; last epoch: {% for k, v in training.last.items() %}{{ k }} {{ v }}{% if not loop.last %}, {% endif %}{% endfor %}.
-
-![training curves]({{ training.curves_png }})
-{% endif %}
-## Evaluation
-{% if evaluation.missing %}
-_{{ evaluation.missing|cell }}_
-{% else %}
-Decision: **{{ evaluation.decision }}**
-
-| model | eval accuracy |
-|---|---:|
-| this model | {{ evaluation.accuracy }} |
-{% if evaluation.baseline %}| baseline (latest blessed) | {{ evaluation.baseline }} |
-| change | {{ evaluation.change }} |
-{% endif %}
-{{ evaluation.rules }}
-{% if evaluation.baseline_uri %}Baseline model: `{{ evaluation.baseline_uri }}`
-{% elif not evaluation.baseline %}No baseline: no model had been blessed before, so only the floor applied.
-{% endif %}{% for f in evaluation.failures %}
-- {{ f|cell }}{% endfor %}
-{% if evaluation.classes %}
-### Per class (eval split)
-
-| class | eval images | accuracy |{% if evaluation.with_baseline %} baseline | change |{% endif %}
-|---|---:|---:|{% if evaluation.with_baseline %}---:|---:|{% endif %}
-{% for c in evaluation.classes %}| {{ c.name|cell }} | {{ c.images }} | {{ c.accuracy }} |{% if evaluation.with_baseline %} {{ c.baseline }} | {{ c.change }} |{% endif %}
-{% endfor %}
-![confusion matrix]({{ evaluation.confusion_png }})
-{% else %}
-_No confusion matrix in the evaluation output._
-{% endif %}{% endif %}
-## Serving
-{% if signatures_missing %}
-_{{ signatures_missing|cell }}_
-{% endif %}{% for s in signatures %}
-### `{{ s.name }}`
-
-| | key | dtype | shape |
-|---|---|---|---|
-{% for k, d, sh in s.inputs %}| input | {{ k }} | {{ d }} | {{ sh }} |
-{% endfor %}{% for k, d, sh in s.outputs %}| output | {{ k }} | {{ d }} | {{ sh }} |
-{% endfor %}{% endfor %}{% if requests %}
-An example request, with TF Serving's REST API serving this directory as model `{{ model_name }}`
-(add `/versions/<this version>` to pin it), then without a server
-(`VERSION_DIR`: the directory holding this card's `assets.extra`):
-{% for r in requests %}
-```sh
-{{ r }}
-```
-{% endfor %}{% endif %}"""
-
+# The two templates (tfx_pipeline/templates/).
 
 def _cell(value: Any) -> str:
   """Text safe inside a Markdown table cell or emphasis: no pipe, no line break."""
   return str(value).replace('|', '\\|').replace('\n', ' ')
 
 
+def _environment(autoescape: bool) -> jinja2.Environment:
+  env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=autoescape,
+                           trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+  env.filters['cell'] = _cell
+  return env
+
+
 def render_html(context: Mapping[str, Any]) -> str:
-  env = jinja2.Environment(autoescape=True)
-  return env.from_string(_HTML).render(css=markupsafe.Markup(report.CSS), **context)
+  template = _environment(autoescape=True).get_template(CARD_HTML + '.j2')
+  return template.render(css=markupsafe.Markup(report.CSS), **context)
 
 
 def render_markdown(context: Mapping[str, Any]) -> str:
-  env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
-  env.filters['cell'] = _cell
-  return env.from_string(_MD).render(**context).rstrip() + '\n'
+  """The card in Markdown; runs of blank lines that skipped sections leave become one."""
+  text = _environment(autoescape=False).get_template(CARD_MD + '.j2').render(**context)
+  return re.sub(r'\n{3,}', '\n\n', text).strip() + '\n'
 
 
 def write_card(version_dir: str, facts: RunFacts, name: str, model_path: str,
