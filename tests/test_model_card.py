@@ -101,6 +101,16 @@ def test_per_class_rows_prefer_tfmas_slices_and_show_the_baseline():
       {'true': 'b', 'predicted': 'a', 'images': 3}
 
 
+def test_with_several_spans_the_counts_say_which_span_they_are_of():
+  spans = facts.Spans([facts.SpanRow(1, 40, 5, False), facts.SpanRow(2, 8, 1, True)], [])
+  page, md = render(card_facts(spans=spans))
+  assert '| span 1 | 40 | 5 |' in md and '| span 2 | 8 | 1 |' in md
+  for text in (page, md):
+    assert 'Images per class of span 2, the one this run ingested' in text
+  _, md = render(card_facts(spans=facts.Spans([facts.SpanRow(0, 8, 3, True)], [])))
+  assert '| plain tree | 8 | 3 |' in md and 'Images per class of' not in md
+
+
 def test_missing_facts_become_sentences_not_crashes():
   why = facts.Missing
   page, md = render(card_facts(

@@ -216,6 +216,9 @@ def data_context(facts: RunFacts) -> Dict[str, Any]:
     found['spans'] = [{'span': 'plain tree' if r.span == 0 else f'span {r.span}',
                        'train': _fmt(r.train_images), 'eval': _fmt(r.eval_images)}
                       for r in facts.spans.rows]
+    ingested = [r.span for r in facts.spans.rows if r.ingested_now and r.span]
+    if len(facts.spans.rows) > 1 and ingested:  # the counts below are of one span only
+      found['counts_of'] = f'span {ingested[0]}, the one this run ingested'
   if isinstance(counts, Missing):
     found['missing'] = counts.reason
     return found
@@ -253,7 +256,7 @@ def training_context(facts: RunFacts) -> Dict[str, Any]:
     found['history_missing'] = history.reason
   elif history:
     last = history[-1]
-    found.update(epochs=len(history),
+    found.update(epochs=f'{len(history)} epoch' + ('' if len(history) == 1 else 's'),
                  epoch_seconds=run_summary.format_seconds(sum(r['seconds'] for r in history))
                  if all('seconds' in r for r in history) else '',
                  last=', '.join(f'{k} {_fmt(v)}' for k, v in last.items()
