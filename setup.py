@@ -15,6 +15,7 @@ setup(
     python_requires='==3.10.*',
     packages=find_packages(include=['components', 'components.*', 'models', 'tfx_pipeline',
                                     'tuning', 'serving']),
+    package_data={'tfx_pipeline': ['templates/*.j2']},  # the model card's templates
     py_modules=['pipeline_runner'],
     install_requires=[
         'tfx==1.16.0',

@@ -15,6 +15,8 @@ the copy lands:
 - each version carries `push_record.json` naming the model it came from, so
   pushing the same model again reports the existing version instead of adding
   a duplicate;
+- each version carries its model card in `assets.extra/`, written into the
+  copy before the rename (tfx_pipeline/model_card.py);
 - a model that is not blessed pushes nothing and leaves `serving_dir`
   untouched;
 - a full disk fails the push with `the disk is full: <serving_dir> (<free>
@@ -36,7 +38,7 @@ import shutil
 import socket
 import time
 import uuid
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from absl import logging
 from tfx import types
@@ -48,6 +50,7 @@ from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
 from components import disk_space
+from tfx_pipeline import model_card
 from tfx_pipeline import root_lock
 
 PUSH_RECORD = 'push_record.json'  # inside each version: which model it holds
@@ -160,12 +163,15 @@ def check_space(model_path: str, serving_dir: str) -> None:
         'nothing was pushed'))
 
 
-def push(model_path: str, serving_dir: str, now=time.time) -> int:
+def push(model_path: str, serving_dir: str, now=time.time,
+         before_rename: Optional[Callable[[str], None]] = None) -> int:
   """Places a copy of `model_path` at `serving_dir/<new version>/` atomically.
 
-  Returns the version. If `model_path` was pushed before, returns that
-  version and copies nothing. Raises DiskFullError when the disk is full,
-  leaving `serving_dir` without a new version or a temporary copy.
+  `before_rename(copy_dir)` may add files to the copy before it becomes a
+  version (the model card). Returns the version. If `model_path` was pushed
+  before, returns that version and copies nothing. Raises DiskFullError when
+  the disk is full, leaving `serving_dir` without a new version or a temporary
+  copy.
   """
   if os.path.isdir(serving_dir):
     remove_stale_temps(serving_dir)
@@ -181,6 +187,8 @@ def push(model_path: str, serving_dir: str, now=time.time) -> int:
     copy_model(model_path, temp_dir)
     with open(os.path.join(temp_dir, PUSH_RECORD), 'w') as f:
       json.dump({'model_path': model_path, 'pushed_at': now()}, f)
+    if before_rename is not None:
+      before_rename(temp_dir)
     return _rename_to_next_version(temp_dir, serving_dir, now)
   except BaseException as e:
     shutil.rmtree(temp_dir, ignore_errors=True)
@@ -224,7 +232,9 @@ class Executor(tfx_pusher.Executor):
       self._MarkNotPushed(model_push)
       return
     model_path = self.GetModelPath(input_dict)
-    version = push(model_path, serving_dir)
+    run_id = self._context.pipeline_run_id if self._context else None
+    version = push(model_path, serving_dir, before_rename=model_card.for_push(
+        exec_properties, run_id, model_path))
     destination = os.path.join(serving_dir, str(version))
     logging.info('Model %s is served from %s.', model_path, destination)
     # Like TFX: archive the pushed model in the PushedModel artifact too.

@@ -120,6 +120,31 @@ def test_the_run_writes_a_self_contained_report(first_run):
 
 
 @pytest.mark.slow
+def test_the_pushed_version_carries_its_model_card(first_run):
+  _, root, serving, day, days = first_run
+  extra = os.path.join(serving, day.pushed[0], 'assets.extra')
+  md = open(os.path.join(extra, 'model_card.md')).read()
+  page = open(os.path.join(extra, 'model_card.html')).read()
+  accuracy = re.search(r'Evaluator: BLESSED\. eval accuracy ([01]\.\d{4})\. ', day.out).group(1)
+  for text in (md, page):
+    assert accuracy in text  # the figure the run printed
+    assert 'BLESSED' in text and 'best trial' in text  # the hyperparameters' source
+    for name in CLASSES:  # the class list, the per-class table, the limitations
+      assert text.count(name) >= 3, name
+    assert 'serving_default' in text and 'serving_tf_example' in text and 'image_bytes' in text
+  assert f'Eval accuracy **{accuracy}**' in md
+  assert all(f'| {name} | ' in md for name in CLASSES)  # per-class rows
+  pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+  assert len(pngs) == 3  # images per class, curves, confusion matrix
+  assert 'src="http' not in page and '<script' not in page
+  # A later blessed version's card compares it with the version before it.
+  if len(days[2].pushed) > len(day.pushed):
+    later = open(os.path.join(serving, days[2].pushed[-1], 'assets.extra',
+                              'model_card.md')).read()
+    assert '| baseline (latest blessed) |' in later and 'span 1' in later and 'span 2' in later
+
+
+@pytest.mark.slow
 def test_a_run_with_no_new_data_hits_the_cache(smoke_days):
   states = {node: r.state for node, r in runs_of(smoke_days, 'rerun').items()}
   assert {n: states.get(n) for n in UPSTREAM} == {n: 'cached' for n in UPSTREAM}

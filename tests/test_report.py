@@ -11,6 +11,7 @@ import pytest
 
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import report
+from tfx_pipeline import run_facts as facts
 
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 CLASSES = ['cat', 'dog', 'frog']
@@ -24,13 +25,13 @@ def section(page: str, key: str) -> str:
   return page.split(f'<section id="{key}">', 1)[1].split('</section>', 1)[0]
 
 
-def full_inputs(**changes) -> report.ReportInputs:
-  inputs = report.ReportInputs(
+def full_inputs(**changes) -> facts.RunFacts:
+  inputs = facts.RunFacts(
       title='cifar10-alexnet: run report', started=1.7e9, pipeline_root='/tmp/root',
       preset='smoke', gate={'min_accuracy': 0.5, 'max_regression': 0.0},
-      timeline=[report.TimelineRow('ImageExampleGen', 'done', 0.0, 12.0),
-                report.TimelineRow('Trainer', 'cached', 12.0, 0.0),
-                report.TimelineRow('Evaluator', 'FAILED', 13.0, 4.0)],
+      timeline=[facts.TimelineRow('ImageExampleGen', 'done', 0.0, 12.0),
+                facts.TimelineRow('Trainer', 'cached', 12.0, 0.0),
+                facts.TimelineRow('Evaluator', 'FAILED', 13.0, 4.0)],
       class_names=CLASSES,
       counts={'splits': {
           'train': {'read': 9, 'written': 8, 'skipped': 1, 'classes': {
@@ -42,18 +43,18 @@ def full_inputs(**changes) -> report.ReportInputs:
           'skipped_files': ['train\ttrain/cat/broken.jpg\tInvalid JPEG data'],
           'ignored': [{'path': '.git', 'reason': 'hidden'}], 'unused_splits': [],
           'eval_from': 'train (hash, 10%)'},
-      tuning=report.Tuning(
+      tuning=facts.Tuning(
           trials=[{'trial_id': '0', 'score': 0.4, 'dropout': 0.5},
                   {'trial_id': '1', 'score': 0.6, 'dropout': 0.25}],
           best={'dropout': 0.25}),
       history=[{'epoch': 1, 'loss': 2.0, 'accuracy': 0.3, 'val_loss': 2.1, 'val_accuracy': 0.3},
                {'epoch': 2, 'loss': 1.0, 'accuracy': 0.6, 'val_loss': 1.5, 'val_accuracy': 0.5}],
-      evaluation=report.Evaluation(
+      evaluation=facts.Evaluation(
           accuracy={'candidate': 0.62, 'baseline': 0.70},
           confusion=[[2, 1, 0], [0, 3, 0], [1, 0, 2]], validation_ok=False,
           failures=['sparse_categorical_accuracy (change vs baseline): -0.08 < 0'],
           blessed=False, baseline_uri='/tmp/root/Trainer/model/3'),
-      pushed_to=report.Missing('Nothing was pushed: the Evaluator did not bless the model.'))
+      pushed_to=facts.Missing('Nothing was pushed: the Evaluator did not bless the model.'))
   return dataclasses.replace(inputs, **changes)
 
 
@@ -99,13 +100,13 @@ def test_tuner_table_keeps_hyperband_epochs_and_drops_its_bookkeeping():
             {'trial_id': '1', 'score': 0.6, 'learning_rate': 0.05, 'tuner/epochs': 4,
              'tuner/bracket': 0, 'tuner/round': 0, 'tuner/trial_id': '0'}]
   page = section(report.build_report(full_inputs(
-      tuning=report.Tuning(trials, {'learning_rate': 0.05}))), 'tuning')
+      tuning=facts.Tuning(trials, {'learning_rate': 0.05}))), 'tuning')
   header = re.findall(r'<th>([^<]+)</th>', page)
   assert header == ['trial', 'score', 'learning_rate', 'epochs']
 
 
 def test_missing_inputs_become_sentences_not_crashes():
-  why = report.Missing
+  why = facts.Missing
   page = report.build_report(full_inputs(
       timeline=why('MLMD recorded no component execution for this run.'),
       counts=why('No data counts: the ImageExampleGen FAILED in this run (see the log).'),
@@ -120,8 +121,8 @@ def test_missing_inputs_become_sentences_not_crashes():
 
 
 def test_spans_section_lists_the_window_and_the_path_taken():
-  spans = report.Spans(
-      rows=[report.SpanRow(1, 40, 5, False), report.SpanRow(2, 8, 1, True)],
+  spans = facts.Spans(
+      rows=[facts.SpanRow(1, 40, 5, False), facts.SpanRow(2, 8, 1, True)],
       paths=['Tuner: reused the search', 'Trainer: warm start from the blessed model x'])
   page = section(report.build_report(full_inputs(spans=spans)), 'spans')
   assert '<td>span 1</td><td>40</td><td>5</td><td>earlier run</td>' in page
@@ -144,16 +145,16 @@ def test_per_class_accuracy_is_shown_against_the_baseline():
 
 def test_outcome_names_a_failure_first_then_the_decision():
   assert report.outcome(full_inputs()) == 'FAILED in Evaluator.'
-  ok = full_inputs(timeline=[report.TimelineRow('Pusher', 'done', 0.0, 1.0)],
+  ok = full_inputs(timeline=[facts.TimelineRow('Pusher', 'done', 0.0, 1.0)],
                    evaluation=dataclasses.replace(full_inputs().evaluation, blessed=True),
                    pushed_to='/serving/17')
   assert report.outcome(ok) == 'BLESSED and pushed to /serving/17.'
   assert report.outcome(dataclasses.replace(
-      ok, evaluation=report.Missing('no'))) == 'No decision: the Evaluator left no blessing.'
+      ok, evaluation=facts.Missing('no'))) == 'No decision: the Evaluator left no blessing.'
 
 
 def test_the_timeline_gives_the_compute_beside_the_wall_time():
-  body = report.timeline_section([report.TimelineRow('Trainer', 'done', 0.0, 60.0)],
+  body = report.timeline_section([facts.TimelineRow('Trainer', 'done', 0.0, 60.0)],
                                  'Compute: Tuner 0.0 TFLOP (off), Trainer 1.2 TFLOP, total '
                                  '1.2 TFLOP (budget 400)')
   assert ('<p>1 component, 1m00s from the first start to the last finish.</p><p>Compute: '
@@ -167,9 +168,9 @@ def test_text_from_the_run_is_escaped():
 
 def test_confusion_from_entries_drops_no_prediction_and_sums_weights():
   entries = [(0, 0, 2.0), (0, 0, 1.0), (1, -1, 5.0), (1, 0, 1.0)]
-  assert report.confusion_from_entries(entries, 2) == [[3.0, 0.0], [1.0, 0.0]]
-  assert report.per_class_accuracy([[3, 0], [1, 0], [0, 0]][:2]) == [1.0, 0.0]
-  assert report.per_class_accuracy([[0, 0], [0, 4]]) == [None, 1.0]
+  assert facts.confusion_from_entries(entries, 2) == [[3.0, 0.0], [1.0, 0.0]]
+  assert facts.per_class_accuracy([[3, 0], [1, 0], [0, 0]][:2]) == [1.0, 0.0]
+  assert facts.per_class_accuracy([[0, 0], [0, 4]]) == [None, 1.0]
 
 
 @pytest.mark.parametrize('best, expected', [
@@ -179,7 +180,7 @@ def test_confusion_from_entries_drops_no_prediction_and_sums_weights():
 def test_best_trial_id(best, expected):
   trials = [{'trial_id': '0', 'score': 0.4, 'dropout': 0.5},
             {'trial_id': '1', 'score': 0.6, 'dropout': 0.25}]
-  assert report.best_trial_id(trials, best) == expected
+  assert facts.best_trial_id(trials, best) == expected
 
 
 def test_write_report_without_any_run_says_so(tmp_path):

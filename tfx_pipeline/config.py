@@ -386,3 +386,11 @@ def train_config_from_dict(values: Mapping[str, Any]) -> TrainConfig:
 
 def tune_config_from_dict(values: Mapping[str, Any]) -> TuneConfig:
   return _from_dict(TuneConfig, values)
+
+
+def pipeline_config_from_dict(values: Mapping[str, Any]) -> PipelineConfig:
+  """Rebuilds a PipelineConfig from `dataclasses.asdict(config)` (e.g. after JSON)."""
+  sections = {'data': DataConfig, 'model': ModelConfig, 'train': TrainConfig,
+              'tune': TuneConfig, 'gate': GateConfig}
+  return _from_dict(PipelineConfig, {
+      **values, **{k: _from_dict(cls, values[k]) for k, cls in sections.items() if k in values}})

@@ -43,6 +43,7 @@ from components.warm_start import BlessedModelBeforeNewestSpan
 from components.example_gen import sources
 from components.example_gen.component import ImageExampleGen
 from components.serving_check.component import ServingCheck
+from tfx_pipeline import model_card
 from tfx_pipeline.config import ACCURACY_METRIC
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.config import absolute
@@ -220,6 +221,7 @@ def release_components(config: PipelineConfig, window, trainer, digest: str):
       push_destination=tfx.proto.PushDestination(
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=absolute(config.serving_dir))),
+      custom_config=model_card.pusher_config(config),  # the card gathers the run's facts
       custom_executor_spec=executor_spec.ExecutorClassSpec(
           pusher_executor.Executor)).with_id('Pusher')
   return model_resolver, evaluator, serving_check, pusher
