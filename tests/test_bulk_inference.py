@@ -133,6 +133,13 @@ def test_the_bulk_inferrer_writes_one_row_per_image_as_the_signature_scores_it(
   assert props['skipped'].int_value == len(expected['bad'])
   with open(os.path.join(result.uri, rows.SKIPPED_FILE)) as f:
     assert {line.split('\t')[0] for line in f} == set(expected['bad'])
+  from tfx_pipeline import run_summary
+  lines = run_summary.prediction_lines(result.mlmd_artifact)
+  assert lines[0] == (f'Predictions: {len(expected["good"])} images scored by '
+                      f'{tmp_path / "model"}: {result.uri}/{rows.PREDICTIONS_FILE}')
+  assert lines[1] == (f'Predictions: {len(expected["bad"])} files skipped (all in '
+                      f'{result.uri}/{rows.SKIPPED_FILE}):')
+  assert sorted(line.split(':')[0].strip() for line in lines[2:]) == sorted(expected['bad'])
 
 
 def test_with_no_blessed_model_nothing_is_scored_and_the_run_goes_on(folder_examples, tmp_path):
