@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help='largest image, height x width as its header declares, that '
                          'ingestion and the exported model decode; larger ones are refused '
                          f'before decoding (default {config_lib.MAX_IMAGE_PIXELS}: 4096x4096)')
+  data.add_argument('--infer-dir',
+                    help='a folder of new images (any layout, no labels) that the latest '
+                         'blessed model scores after the Evaluator (BulkInferrer); rows go to '
+                         'predictions.jsonl under the pipeline root')
   out = p.add_argument_group('outputs')
   out.add_argument('--pipeline-root', help='artifacts, MLMD (SQLite) and logs')
   out.add_argument('--serving-dir', help='where the Pusher writes numbered versions')
@@ -193,7 +197,8 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   gate = _set(base.gate, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
               max_class_regression=args.max_class_regression,
               min_class_accuracy=args.min_class_accuracy)
-  return _set(base, data=data, model=model, train=train, tune=tune, gate=gate,
+  infer = _set(base.infer, image_dir=_path(args.infer_dir))
+  return _set(base, data=data, model=model, train=train, tune=tune, gate=gate, infer=infer,
               pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
               beam_args=tuple(args.beam_arg) or None)
@@ -234,7 +239,28 @@ def written_dirs(config: config_lib.PipelineConfig) -> List[Tuple[str, str]]:
 
 
 def preflight(config: config_lib.PipelineConfig) -> List[str]:
-  """Checks the data source before any component starts; returns notes to print."""
+  """Checks the data sources before any component starts; returns notes to print."""
+  notes = source_notes(config)
+  if config.infer.image_dir:
+    notes.append(infer_note(config.infer.image_dir))
+  return notes
+
+
+def infer_note(infer_dir: str) -> str:
+  """`--infer-dir` must be a folder holding files; the note says how many."""
+  from components.bulk_inference import rows  # pylint: disable=g-import-not-at-top
+  from components.example_gen import sources  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(infer_dir):
+    raise sources.SourceError(f'--infer-dir {infer_dir} does not exist or is not a directory')
+  files, left_out = rows.walk_folder(infer_dir)
+  if not files:
+    raise sources.SourceError(f'--infer-dir {infer_dir} holds no files to score')
+  return (f'to score: {len(files)} files in {infer_dir}'
+          + (f' ({len(left_out)} left out: symlinks or special files)' if left_out else ''))
+
+
+def source_notes(config: config_lib.PipelineConfig) -> List[str]:
+  """Checks the training data source; returns notes to print."""
   from components.example_gen import sources  # pylint: disable=g-import-not-at-top
   data = config.data
   if data.image_dir:

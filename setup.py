@@ -25,6 +25,7 @@ setup(
         'tensorflow-datasets==4.9.6',
         'keras==3.12.4',
         'tensorflow-serving-api==2.16.1',
+        'tqdm==4.70.1',  # serving.client's progress bar (--output)
     ],
     entry_points={'console_scripts': ['cifar10-alexnet-pipeline=pipeline_runner:main']},
 )

@@ -3,6 +3,7 @@
     python -m serving.client cat.jpg dog.png --model-dir outputs/serving
     python -m serving.client cat.jpg --rest http://localhost:8501 --model-name cifar10
     python -m serving.client cat.jpg --grpc localhost:8500 --model-name cifar10
+    python -m serving.client DIR --model-dir outputs/serving --output preds.jsonl
 
 Exactly one target:
   --model-dir DIR   a version directory (holds saved_model.pb) or a serving
@@ -18,6 +19,11 @@ come from `assets.extra/class_names.json` next to a local model, or from
 `--class-names` (that JSON list, or a model directory holding it). Errors
 (unreadable file, server not reachable, request refused) print one line and
 exit with status 1.
+
+With `--output FILE`, the one positional argument is a folder of any layout,
+scored in batches of `--batch-size` with a progress bar on a terminal: one
+JSON Lines row per image, the files that could not be scored listed beside
+it (serving/batch.py).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from components.bulk_inference import rows
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')  # TF's start-up chatter is not for CLI users
 
 SIGNATURE = 'serving_default'  # components.features.SERVING_SIGNATURE
@@ -47,6 +55,10 @@ PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 class ClientError(Exception):
   """A problem the user can fix; main() prints it as one line."""
+
+
+class RefusedError(ClientError):
+  """The model (or the server) refused the request's images: the images' fault."""
 
 
 @dataclasses.dataclass
@@ -105,17 +117,29 @@ def error_summary(message: str) -> str:
 # ---------------------------------------------------------------- targets
 
 
-def predict_local(model_dir: str, images: Sequence[bytes], signature: str = SIGNATURE) -> Prediction:
+def load_local(model_dir: str, signature: str = SIGNATURE):
+  """A function images -> Prediction, the SavedModel loaded once."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   loaded = tf.saved_model.load(model_dir)
   if signature not in loaded.signatures:
     raise ClientError(f'{model_dir} has no signature {signature!r}; '
                       f'it has {sorted(loaded.signatures)}')
-  try:
-    out = loaded.signatures[signature](**{INPUT: tf.constant(list(images))})
-  except tf.errors.InvalidArgumentError as e:
-    raise ClientError(f'the model refused the request: {error_summary(e.message)}') from e
-  return Prediction(out[PROBABILITIES].numpy(), [n.decode() for n in out[CLASS_NAMES].numpy()])
+  function = loaded.signatures[signature]
+
+  def predict(images: Sequence[bytes]) -> Prediction:
+    try:
+      out = function(**{INPUT: tf.constant(list(images))})
+    except tf.errors.InvalidArgumentError as e:
+      raise RefusedError(f'the model refused the request: {error_summary(e.message)}') from e
+    return Prediction(out[PROBABILITIES].numpy(),
+                      [n.decode() for n in out[CLASS_NAMES].numpy()])
+
+  predict.model = loaded  # keeps the SavedModel alive with the function
+  return predict
+
+
+def predict_local(model_dir: str, images: Sequence[bytes], signature: str = SIGNATURE) -> Prediction:
+  return load_local(model_dir, signature)(images)
 
 
 def rest_url(base_url: str, model_name: str, version: Optional[int] = None) -> str:
@@ -151,7 +175,8 @@ def predict_rest(base_url: str, model_name: str, images: Sequence[bytes],
     with urllib.request.urlopen(request, timeout=timeout) as response:
       body = json.load(response)
   except urllib.error.HTTPError as e:
-    raise ClientError(f'{url} answered HTTP {e.code}: {error_summary(_rest_error_text(e))}') from e
+    refused = RefusedError if e.code == 400 else ClientError  # TF Serving: invalid argument
+    raise refused(f'{url} answered HTTP {e.code}: {error_summary(_rest_error_text(e))}') from e
   except urllib.error.URLError as e:
     raise ClientError(f'cannot reach TF Serving REST API at {url}: {e.reason} '
                       '(is the server running and is port 8501 published?)') from e
@@ -199,7 +224,8 @@ def predict_grpc(target: str, model_name: str, images: Sequence[bytes],
       if e.code() == grpc.StatusCode.UNAVAILABLE:
         raise ClientError(f'cannot reach TF Serving gRPC API at {target}: {e.details()} '
                           '(is the server running and is port 8500 published?)') from e
-      raise ClientError(f'{target} refused the request ({e.code().name}): '
+      refused = RefusedError if e.code() == grpc.StatusCode.INVALID_ARGUMENT else ClientError
+      raise refused(f'{target} refused the request ({e.code().name}): '
                         f'{error_summary(e.details() or "")}') from e
   names = tf.make_ndarray(response.outputs[CLASS_NAMES]) if CLASS_NAMES in response.outputs \
       else [b''] * len(images)
@@ -212,8 +238,7 @@ def predict_grpc(target: str, model_name: str, images: Sequence[bytes],
 
 def top_k(probabilities: np.ndarray, k: int) -> List[int]:
   """Class ids of the k largest probabilities, largest first (ties: lower id first)."""
-  order = np.argsort(-probabilities, kind='stable')
-  return [int(i) for i in order[:k]]
+  return rows.top_k(probabilities, k)
 
 
 def format_prediction(path: str, probabilities: np.ndarray, top_name: str, k: int,
@@ -234,7 +259,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser = argparse.ArgumentParser(
       prog='python -m serving.client',
       description='Top-k classes of image files, from a SavedModel or TF Serving.')
-  parser.add_argument('images', nargs='+', help='JPEG or PNG files')
+  parser.add_argument('images', nargs='+',
+                      help='JPEG or PNG files; with --output, one folder (any layout)')
   target = parser.add_mutually_exclusive_group(required=True)
   target.add_argument('--model-dir', help='a version dir, or a serving dir (highest version)')
   target.add_argument('--rest', metavar='URL', help='TF Serving REST base, e.g. http://localhost:8501')
@@ -245,28 +271,41 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
   parser.add_argument('--top-k', type=int, default=3)
   parser.add_argument('--class-names', help='JSON list of class names, or a model dir holding one')
   parser.add_argument('--timeout', type=float, default=30.0, help='seconds per request')
+  parser.add_argument('--output', metavar='FILE.jsonl',
+                      help='score a whole folder: one JSON line per image into FILE.jsonl, '
+                           'the files not scored into FILE.skipped.txt')
+  parser.add_argument('--batch-size', type=int, default=64,
+                      help='with --output: images per request (memory stays bounded)')
   args = parser.parse_args(argv)
   if args.top_k < 1:
     parser.error('--top-k must be at least 1')
+  if args.batch_size < 1:
+    parser.error('--batch-size must be at least 1')
+  if args.output and len(args.images) != 1:
+    parser.error('with --output, give one folder to score')
   return args
 
 
-def run(args: argparse.Namespace) -> str:
-  """Reads the images, asks the chosen target, returns the text to print."""
-  images = [read_image(p) for p in args.images]
+def target(args: argparse.Namespace):
+  """(images -> Prediction for the chosen target, class names or None)."""
   class_names = read_class_names(args.class_names) if args.class_names else None
   if args.class_names and class_names is None:
     raise ClientError(f'no class names in {args.class_names}')
   if args.model_dir:
     model_dir = resolve_model_dir(args.model_dir)
-    prediction = predict_local(model_dir, images, args.signature)
-    class_names = class_names or read_class_names(model_dir)
-  elif args.rest:
-    prediction = predict_rest(args.rest, args.model_name, images, args.signature,
-                              args.model_version, args.timeout)
-  else:
-    prediction = predict_grpc(args.grpc, args.model_name, images, args.signature,
-                              args.model_version, args.timeout)
+    return load_local(model_dir, args.signature), class_names or read_class_names(model_dir)
+  if args.rest:
+    return (lambda images: predict_rest(args.rest, args.model_name, images, args.signature,
+                                        args.model_version, args.timeout)), class_names
+  return (lambda images: predict_grpc(args.grpc, args.model_name, images, args.signature,
+                                      args.model_version, args.timeout)), class_names
+
+
+def run(args: argparse.Namespace) -> str:
+  """Reads the images, asks the chosen target, returns the text to print."""
+  images = [read_image(p) for p in args.images]
+  predict, class_names = target(args)
+  prediction = predict(images)
   return '\n'.join(format_prediction(path, p, name, args.top_k, class_names)
                    for path, p, name in zip(args.images, prediction.probabilities,
                                             prediction.top_names))
@@ -275,7 +314,11 @@ def run(args: argparse.Namespace) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
   args = parse_args(argv)
   try:
-    print(run(args))
+    if args.output:
+      from serving import batch  # pylint: disable=g-import-not-at-top
+      print(batch.run(args))
+    else:
+      print(run(args))
   except ClientError as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -153,6 +153,35 @@ def make_messy_tree(root: str, outside_file: str) -> dict:
   }
 
 
+def make_infer_folder(root: str, classes: Sequence[str] = CLASS_NAMES[:4],
+                      seed: int = 7) -> dict:
+  """New images to score, in no particular layout (no labels). Returns what to expect.
+
+  Good: JPEGs and PNGs at the top and in nested folders, one of them without
+  an extension. Bad: a truncated JPEG (its header intact), a text file and a
+  PNG declaring 5000x5000 pixels. `.DS_Store` is hidden: passed over, not listed.
+  """
+  rng = np.random.default_rng(seed)
+  good = {'a.jpg': 0, 'b.png': 1, 'trip/day1/c.jpg': 2, 'trip/day1/d.png': 3,
+          'trip/e.jpeg': 0, 'trip/no_extension': 1}
+  for path, label in good.items():
+    os.makedirs(os.path.dirname(os.path.join(root, path)), exist_ok=True)
+    with open(os.path.join(root, path), 'wb') as f:
+      f.write(encode(synthetic_image(label % len(classes), rng), 'png' if path.endswith(
+          ('.png', 'extension')) else 'jpg'))
+  jpeg = encode(synthetic_image(1, rng, 64), 'jpg')
+  bad = {'trip/truncated.jpg': jpeg[:len(jpeg) // 2], 'notes.txt': b'not an image',
+         'trip/day1/bomb.png': png_bomb(5000, 5000, channels=1)}
+  for path, data in bad.items():
+    with open(os.path.join(root, path), 'wb') as f:
+      f.write(data)
+  with open(os.path.join(root, '.DS_Store'), 'wb') as f:
+    f.write(b'\0\0\0\1Bud1')
+  return {'good': set(good), 'bad': {
+      'trip/truncated.jpg': '(?i)jpeg', 'notes.txt': 'not a JPEG or PNG file',
+      'trip/day1/bomb.png': 'declares 5000x5000 pixels, over the limit'}}
+
+
 # ---------------------------------------------------------------- serving load
 
 # What each bad kind of request must fail with: a regex of its

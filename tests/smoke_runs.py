@@ -7,10 +7,12 @@ One pipeline root on span folders (`span-{SPAN}`) goes through four runs:
   'rerun'  the same command with no new span: everything upstream is cached;
   3        span 3 leaves one class out of train, and the candidate trained on it
            alone, from scratch, never sees that class: the per-class gate
-           refuses it.
+           refuses it. With `--infer-dir`, the latest blessed model (an earlier
+           day's) scores a folder of new images (fixtures.make_infer_folder).
 
 tests/test_pipeline_e2e.py checks runs 1 and 'rerun' as a first run and a cached
-one; tests/test_day_two_e2e.py checks the second day. Later runs overwrite
+one; tests/test_day_two_e2e.py checks the second day, tests/test_bulk_inference_e2e.py
+day 3's predictions. Later runs overwrite
 report.html and add versions, so each run leaves a `Day` snapshot of what the
 tests read. The plain (non-span) layout runs end to end in
 tests/test_reliability_e2e.py.
@@ -92,8 +94,8 @@ def run_day(days, day, *extra):
 
 
 def make_days(tmp: str) -> dict:
-  """The four runs. Keys: the DAYS, 'base', 'pattern', 'root', 'serving', and 'forgotten'
-  (the label span 3 leaves out of train)."""
+  """The four runs. Keys: the DAYS, 'base', 'pattern', 'root', 'serving', 'forgotten'
+  (the label span 3 leaves out of train), 'infer_dir' and 'infer' (what day 3 scores)."""
   base = os.path.join(tmp, 'in')
   days = {'base': base, 'pattern': os.path.join(base, 'span-{SPAN}'),
           'root': os.path.join(tmp, 'root'), 'serving': os.path.join(tmp, 'serving')}
@@ -108,8 +110,11 @@ def make_days(tmp: str) -> dict:
   fixtures.make_image_tree(span3, per_class=PER_CLASS, classes=CLASSES, seed=3,
                            splits=('train', 'eval'))
   shutil.rmtree(os.path.join(span3, 'train', CLASSES[forgotten]))
+  days['infer_dir'] = os.path.join(tmp, 'new-images')
+  days['infer'] = fixtures.make_infer_folder(days['infer_dir'], CLASSES)
   # Its label mix drifts: --on-drift warn lets it through to the Evaluator.
   run_day(days, 3, '--train-spans', '1', '--from-scratch', '--on-drift', 'warn',
-          '--max-regression', '1', '--max-class-regression', '0.3')
+          '--max-regression', '1', '--max-class-regression', '0.3',
+          '--infer-dir', days['infer_dir'])
   days['forgotten'] = forgotten
   return days

@@ -140,6 +140,8 @@ BAD_VALUES = {
     '--on-bad-image': (['--on-bad-image', 'ignore'], "'ignore'", 'invalid choice'),
     '--max-image-pixels': (['--max-image-pixels', '1000'], '1000',
                            'max_image_pixels must be at least'),
+    '--infer-dir': (['--infer-dir', '/nonexistent/new-images'], '/nonexistent/new-images',
+                    'does not exist'),
     '--pipeline-root': (['--pipeline-root', '{file}'], '{file}', 'is a file'),
     '--serving-dir': (['--serving-dir', '{file}'], '{file}', 'is a file'),
     '--pipeline-name': (['--pipeline-name', 'My Pipeline'], "'My Pipeline'",

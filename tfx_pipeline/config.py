@@ -245,6 +245,18 @@ class GateConfig:
 
 
 @dataclass(frozen=True)
+class InferConfig:
+  """Batch inference: a folder of new images that the latest blessed model scores."""
+  # Any layout (flat, or sub-folders), no labels. None: no inference branch.
+  # The run writes predictions.jsonl under the pipeline root (BulkInferrer).
+  image_dir: Optional[str] = None
+
+  def __post_init__(self):
+    _require(self.image_dir is None or _may_be_dir(self.image_dir),
+             f'infer dir {self.image_dir!r} is a file, not a directory')
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
   """One pipeline run: the preset it came from plus every section."""
   preset: str
@@ -256,6 +268,7 @@ class PipelineConfig:
   train: TrainConfig = field(default_factory=TrainConfig)
   tune: TuneConfig = field(default_factory=TuneConfig)
   gate: GateConfig = field(default_factory=GateConfig)
+  infer: InferConfig = field(default_factory=InferConfig)
   beam_workers: int = 1  # >1: Beam DirectRunner in multi_processing mode
   beam_args: Tuple[str, ...] = ()  # passed through (Dataflow, Flink, Spark)
   # Training compute that the run summary and report.html hold the run against,

@@ -12,6 +12,13 @@
                   |    ^ base_model: WarmStartModelResolver (warm start)
     LatestBlessedModelResolver -> Evaluator (floor, no regression, per class) --+--> Pusher
                   Trainer -> ServingCheck (TF Serving's loader path) ---------------+
+                                  |
+    FolderExampleGen (--infer-dir) + InferenceModelResolver (after the Evaluator)
+                                  -> BulkInferrer -> predictions.jsonl
+
+InferenceModelResolver is TFX's LatestBlessedModelStrategy ordered after the
+Evaluator: the model this run's Evaluator just blessed, else the latest
+blessed one (components/bulk_inference/).
 
 [window]: with `--image-dir DIR/span-{SPAN}`, TFX's RollingRange over the
 Examples of the last `train_spans` spans (this run's ExampleGen ingests only
@@ -37,6 +44,8 @@ from tfx.dsl.input_resolution import canned_resolver_functions
 
 from components import features
 from components import pusher as pusher_executor
+from components.bulk_inference.example_gen import FolderExampleGen
+from components.bulk_inference.inferrer import bulk_inferrer
 from components.data_gate.component import DataGate
 from components.data_gate.component import PreviousSpanStatistics
 from components.warm_start import BlessedModelBeforeNewestSpan
@@ -227,6 +236,29 @@ def release_components(config: PipelineConfig, window, trainer, digest: str):
   return model_resolver, evaluator, serving_check, pusher
 
 
+def inference_components(config: PipelineConfig, evaluator, digest: str) -> tuple:
+  """(FolderExampleGen, InferenceModelResolver, BulkInferrer); () without `--infer-dir`.
+
+  The resolver is TFX's LatestBlessedModelStrategy, ordered after the
+  Evaluator: it finds the model the Evaluator just blessed, or, when this
+  run's candidate was refused, the latest blessed one (none on a first run
+  that blessed nothing: the BulkInferrer then scores nothing and says so).
+  """
+  if not config.infer.image_dir:
+    return ()
+  folder_gen = FolderExampleGen(absolute(config.infer.image_dir), config.data.max_image_pixels,
+                                digest).with_id('FolderExampleGen')
+  model_resolver = tfx.dsl.Resolver(
+      strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+      model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+      model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+  ).with_id('InferenceModelResolver')
+  model_resolver.add_upstream_node(evaluator)  # sees this run's blessing
+  inferrer = bulk_inferrer(folder_gen.outputs['examples'], model_resolver.outputs['model'],
+                           model_resolver.outputs['model_blessing']).with_id('BulkInferrer')
+  return folder_gen, model_resolver, inferrer
+
+
 def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None,
                     enable_cache: bool = True, custom_resolvers: bool = True) -> tfx.dsl.Pipeline:
   """The pipeline; `custom_resolvers=False` leaves out our two resolver strategies.
@@ -275,7 +307,8 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
 
   components: List = [example_gen, statistics_gen, schema_gen, example_validator,
                       previous_statistics, gate, transform, tuner, model_resolver,
-                      warm_start_model, trainer, evaluator, serving_check, pusher]
+                      warm_start_model, trainer, evaluator, serving_check, pusher,
+                      *inference_components(config, evaluator, digest)]
   # SQLite MLMD for local runs; on Kubeflow/Vertex (a URL root) the orchestrator
   # brings its own metadata store.
   metadata = None if '://' in config.metadata_path else \

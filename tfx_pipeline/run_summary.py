@@ -146,6 +146,7 @@ class Summary:
   compute: str = ''  # training TFLOP of the Tuner and the Trainer (compute_line)
   report: Optional[str] = None  # path of report.html, when it was written
   pipeline_root: Optional[str] = None  # for the TensorBoard command
+  predictions: List[str] = dataclasses.field(default_factory=list)  # --infer-dir's lines
 
   def text(self) -> str:
     lines = ['', f'Run finished in {format_seconds(self.wall_seconds)}:']
@@ -165,6 +166,7 @@ class Summary:
       lines.append(f'Serving check: {verdict}: {self.serving_check_words}')
     if self.pushed_to:
       lines.append(f'Pushed: {self.pushed_to}')
+    lines.extend(self.predictions)
     if self.report:
       lines.append(f'Report: {self.report}')
     if self.pipeline_root:
@@ -418,10 +420,37 @@ def class_names_of_run(store, runs: Sequence[ComponentRun]) -> List[str]:
   return []
 
 
+SKIPPED_NAMED = 10  # skipped files named in the summary (all are in skipped.txt)
+
+
+def prediction_lines(result: metadata_store_pb2.Artifact) -> List[str]:
+  """What the BulkInferrer scored, from its InferenceResult (components/bulk_inference/)."""
+  from components.bulk_inference import rows  # pylint: disable=g-import-not-at-top
+  props = result.custom_properties
+  if 'scored' not in props:
+    return []
+  skipped_path = os.path.join(result.uri, rows.SKIPPED_FILE)
+  if not props['scored_by'].string_value:
+    lines = ['Predictions: no blessed model yet: nothing scored']
+  else:
+    lines = [f"Predictions: {props['scored'].int_value} images scored by "
+             f"{props['scored_by'].string_value}: {props['predictions'].string_value}"]
+  skipped = []
+  if os.path.exists(skipped_path):
+    with open(skipped_path) as f:
+      skipped = [line.rstrip('\n').split('\t', 1) for line in f if line.strip()]
+  if skipped:
+    lines.append(f'Predictions: {len(skipped)} files skipped (all in {skipped_path}):')
+    lines.extend(f'  {parts[0]}: {parts[-1]}' for parts in skipped[:SKIPPED_NAMED])
+    if len(skipped) > SKIPPED_NAMED:
+      lines.append(f'  ... and {len(skipped) - SKIPPED_NAMED} more')
+  return lines
+
+
 def summarize(config: PipelineConfig, since: float) -> Summary:
   runs = component_runs(config.metadata_path, config.pipeline_name, since)
   blessed, reason, pushed_to = None, '', None
-  serving_ok, serving_words, paths, compute = None, '', [], ''
+  serving_ok, serving_words, paths, compute, predictions = None, '', [], '', []
   if runs:
     store = open_store(config.metadata_path)
     paths = path_lines(store, runs, config)
@@ -444,10 +473,14 @@ def summarize(config: PipelineConfig, since: float) -> Summary:
           if flag is not None:
             serving_ok = bool(flag)
             serving_words = artifact.custom_properties['serving_check'].string_value
+      if run.node_id == 'BulkInferrer':
+        for artifact in outputs:
+          predictions.extend(prediction_lines(artifact))
       if run.node_id == 'Pusher':
         for artifact in outputs:
           if _int_property(artifact, 'pushed'):
             pushed_to = artifact.custom_properties['pushed_destination'].string_value
   return Summary(runs, blessed, reason, pushed_to, time.time() - since,
                  serving_check=serving_ok, serving_check_words=serving_words, paths=paths,
-                 compute=compute, pipeline_root=config.pipeline_root)
+                 compute=compute, pipeline_root=config.pipeline_root,
+                 predictions=predictions)

@@ -1,0 +1,1 @@
+"""Batch inference over a folder of new images: the pipeline's BulkInferrer branch."""
