@@ -47,7 +47,7 @@ class Day(NamedTuple):
 def run_pipeline(image_dir, root, serving, *extra):
   cmd = [sys.executable, 'pipeline_runner.py', '--preset', 'smoke', '--image-dir', image_dir,
          '--pipeline-root', root, '--serving-dir', serving, *extra]
-  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=1200)
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=2400)
   assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
   return result.stdout
 
