@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help='search again even though a finished search matches')
   model.add_argument('--from-scratch', action='store_true',
                      help='do not warm-start from the last blessed model')
+  out.add_argument('--tflite', choices=config_lib.TFLITE_QUANTIZATIONS,
+                   help='the TFLite model beside each pushed version (tflite/<version>/): '
+                   'float, dynamic (int8 weights; the default), int8 (full-integer, '
+                   'calibrated on training images) or off')
   gate = p.add_argument_group('gate')
   gate.add_argument('--min-accuracy', type=float,
                     help='Evaluator floor on eval accuracy (1.01 blocks every model)')
@@ -184,7 +188,8 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   gate = _set(base.gate, min_accuracy=args.min_accuracy, max_regression=args.max_regression,
               max_class_regression=args.max_class_regression,
               min_class_accuracy=args.min_class_accuracy)
-  return _set(base, data=data, model=model, train=train, tune=tune, gate=gate,
+  tflite = _set(base.tflite, quantization=args.tflite)
+  return _set(base, data=data, model=model, train=train, tune=tune, gate=gate, tflite=tflite,
               pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
               beam_args=tuple(args.beam_arg) or None)

@@ -48,6 +48,7 @@ from tfx.utils import io_utils
 from tfx.utils import proto_utils
 
 from components import disk_space
+from components import tflite_export
 from tfx_pipeline import root_lock
 
 PUSH_RECORD = 'push_record.json'  # inside each version: which model it holds
@@ -227,6 +228,9 @@ class Executor(tfx_pusher.Executor):
     version = push(model_path, serving_dir)
     destination = os.path.join(serving_dir, str(version))
     logging.info('Model %s is served from %s.', model_path, destination)
+    tflite_dir = tflite_export.publish(model_path, serving_dir, version)
+    if tflite_dir:
+      logging.info('Its TFLite model is in %s.', tflite_dir)
     # Like TFX: archive the pushed model in the PushedModel artifact too.
     try:
       io_utils.copy_dir(model_path, model_push.uri)

@@ -158,6 +158,7 @@ BAD_VALUES = {
                        '/nonexistent.json', 'hyperparameters file not found'),
     '--retune': (['--retune=true'], "'true'", 'ignored explicit argument'),
     '--from-scratch': (['--from-scratch=1'], "'1'", 'ignored explicit argument'),
+    '--tflite': (['--tflite', 'int4'], "'int4'", 'invalid choice'),
     '--min-accuracy': (['--min-accuracy', '3'], '3', 'min accuracy must be in 0..1'),
     '--max-regression': (['--max-regression', '-0.1'], '-0.1', 'max_regression must be >= 0'),
     '--max-class-regression': (['--max-class-regression', '2'], '2',
