@@ -181,12 +181,13 @@ def main(argv=None) -> int:
         'batch-1 latency median / p90 |')
   print('|---|---|---|---|---|---|')
   saved = rows['SavedModel']
-  print(f"| SavedModel (serving_default, encoded bytes) | {saved['accuracy']:.4f} | | | | "
-        f"{saved['latency_ms']['median']:.2f} / {saved['latency_ms']['p90']:.2f} ms |")
+  if not args.untrained:  # the run's SavedModel is another network then
+    print(f"| SavedModel (serving_default, encoded bytes) | {saved['accuracy']:.4f} | | | | "
+          f"{saved['latency_ms']['median']:.2f} / {saved['latency_ms']['p90']:.2f} ms |")
   for name, row in rows.items():
     if name == 'SavedModel':
       continue
-    scores = ('(untrained) | | ' if args.untrained else
+    scores = ('(untrained) | | | ' if args.untrained else
               f"{row['accuracy']:.4f} | {row['top1_agreement']:.4f} | "
               f"{row['max_probability_difference']:.2g} | ")
     print(f"| TFLite {name} | {scores}{row['bytes'] / 1e6:.2f} MB | "
