@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from components import disk_space
 from components import features
 from components import transform
 
@@ -273,7 +274,8 @@ def publish(model_path: str, serving_dir: str, version: int) -> Optional[str]:
   `model_path` is the Format-Serving directory the Pusher pushed. Returns the
   directory, or None when the model has no TFLite copy (`--tflite off`, or a
   model trained before it existed). Copied aside and renamed into place, like
-  the version itself; a version already published is left as it is.
+  the version itself; a version already published is left as it is. A full
+  disk raises DiskFullError and leaves no partial copy.
   """
   source = os.path.join(os.path.dirname(model_path.rstrip('/')), TFLITE_DIR)
   if not tf.io.gfile.exists(os.path.join(source, MODEL_FILE)):
@@ -290,8 +292,12 @@ def publish(model_path: str, serving_dir: str, version: int) -> Optional[str]:
     for name in tf.io.gfile.listdir(source):
       tf.io.gfile.copy(os.path.join(source, name), os.path.join(temp, name), overwrite=True)
     os.rename(temp, target)
-  except BaseException:
+  except BaseException as e:
     shutil.rmtree(temp, ignore_errors=True)
+    if isinstance(e, Exception) and disk_space.is_disk_full(e):
+      raise disk_space.DiskFullError(root, disk_space.full_message(
+          root, f'version {version} is served, but its TFLite model could not be written '
+          '(the partial copy is removed)')) from e
     raise
   return target
 

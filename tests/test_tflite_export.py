@@ -192,6 +192,20 @@ def test_a_failed_publish_leaves_no_version_and_no_temp_dir(tmp_path, monkeypatc
   assert os.listdir(tmp_path / 'tflite') == []
 
 
+def test_a_full_disk_during_publish_says_so_and_leaves_nothing(tmp_path, monkeypatch):
+  import errno
+  from components import disk_space
+  model_path = fake_model_uri(str(tmp_path / 'model'))
+
+  def full_copy(*args, **kwargs):
+    raise OSError(errno.ENOSPC, 'No space left on device')
+  monkeypatch.setattr(tf.io.gfile, 'copy', full_copy)
+  with pytest.raises(disk_space.DiskFullError,
+                     match='the disk is full: .*version 7 is served, but its TFLite model'):
+    tflite_export.publish(model_path, str(tmp_path / 'serving'), 7)
+  assert os.listdir(tmp_path / 'tflite') == []
+
+
 def test_the_flag_reaches_the_trainer_and_not_the_tuner(tmp_path):
   import pipeline_runner
   from tfx_pipeline import pipeline
