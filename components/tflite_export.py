@@ -1,7 +1,12 @@
 """A TFLite copy of the trained model, for phones and edge devices.
 
-    image uint8 [N, size, size, 3]        decoded RGB, already resized to the model's size
-      -> probabilities float32 [N, classes]
+    image uint8 [1, size, size, 3]        decoded RGB, already resized to the model's size
+      -> probabilities float32 [1, classes]
+
+One image per call, with static shapes: what phone apps send, and what the
+interpreter's delegates (XNNPACK here; GPU and NNAPI on phones) need to take
+the whole graph (a dynamic batch left a dynamic-sized tensor that XNNPACK
+refused).
 
 TFLite's built-in ops cannot decode JPEG or PNG, so the TFLite model starts
 where the transform graph's decode and resize end: the app decodes and
@@ -56,6 +61,7 @@ from absl import logging
 from components import disk_space
 from components import features
 from components import transform
+from tfx_pipeline import config as config_lib
 
 TFLITE_DIR = 'Format-TFLite'  # beside Format-Serving in the Trainer's model artifact
 TFLITE_ROOT = 'tflite'  # beside the serving dir: tflite/<version>/
@@ -63,7 +69,7 @@ MODEL_FILE = 'model.tflite'
 LABELS_FILE = 'labels.txt'  # one class name per line in id order (TFLite's label-file form)
 RECORD_FILE = 'tflite.json'  # quantization, input contract, the fitted pixel map
 INPUT_NAME = 'image'
-QUANTIZATIONS = ('off', 'float', 'dynamic', 'int8')
+QUANTIZATIONS = config_lib.TFLITE_QUANTIZATIONS  # off, float, dynamic, int8
 # Largest difference, in normalized units (training pixels have std 1), between
 # the fitted map and the transform graph on random images. float32 rounding of
 # (x - mean) / std against x * scale + offset is about 1e-6.
@@ -174,7 +180,7 @@ class PixelModule(tf.Module):
     self._matrix = tf.constant(pixel_map.matrix)
     self._offset = tf.constant(pixel_map.offset)
     self.predict = tf.function(self._predict, input_signature=[
-        tf.TensorSpec([None, size, size, 3], tf.uint8, name=INPUT_NAME)])
+        tf.TensorSpec([1, size, size, 3], tf.uint8, name=INPUT_NAME)])
 
   def _predict(self, image):
     x = tf.cast(image, tf.float32)
@@ -248,10 +254,10 @@ def export(model, tft_output, class_names: Sequence[str], model_uri: str, quanti
   record = {
       'quantization': quantization,
       'bytes': len(flatbuffer),
-      'input': {'name': INPUT_NAME, 'dtype': 'uint8', 'shape': [-1, size, size, 3],
+      'input': {'name': INPUT_NAME, 'dtype': 'uint8', 'shape': [1, size, size, 3],
                 'pixels': 'decoded RGB, resized to the model size (bilinear, antialiased)'},
       'output': {'name': features.PROBABILITIES, 'dtype': 'float32',
-                 'shape': [-1, len(class_names)]},
+                 'shape': [1, len(class_names)]},
       'representative_images': len(representative or ()),
       'pixel_map': ({'matrix': pixel_map.matrix.tolist(), 'offset': pixel_map.offset.tolist()}
                     if pixel_map.matrix.ndim == 2 else 'per pixel'),

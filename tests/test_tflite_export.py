@@ -101,7 +101,7 @@ def test_tflite_agrees_with_the_saved_model(quantization, converted, exported, c
   interpreter = tflite_export.Interpreter(
       os.path.join(converted[quantization], tflite_export.MODEL_FILE))
   assert interpreter.input_details['dtype'] == np.uint8
-  assert list(interpreter.input_details['shape']) == [1, SIZE, SIZE, 3]
+  assert list(interpreter.input_details['shape_signature']) == [1, SIZE, SIZE, 3]  # static
   pixels = [tflite_export.pixels(e, SIZE).numpy() for e in check_images]
   got = interpreter.predict(pixels)
   want = saved_model_probabilities(exported, check_images)
@@ -136,7 +136,7 @@ def test_export_writes_labels_and_a_record(converted):
   with open(os.path.join(folder, tflite_export.RECORD_FILE)) as f:
     record = json.load(f)
   assert record['quantization'] == 'int8'
-  assert record['input'] == {**record['input'], 'dtype': 'uint8', 'shape': [-1, SIZE, SIZE, 3]}
+  assert record['input'] == {**record['input'], 'dtype': 'uint8', 'shape': [1, SIZE, SIZE, 3]}
   assert record['bytes'] == os.path.getsize(os.path.join(folder, tflite_export.MODEL_FILE))
   assert record['representative_images'] == 120  # image_tree: 12 per class
 
@@ -221,3 +221,21 @@ def test_the_flag_reaches_the_trainer_and_not_the_tuner(tmp_path):
 
   assert settings('Trainer')['tflite'] == {'quantization': 'int8', 'representative_images': 200}
   assert 'tflite' not in settings('Tuner')  # a new --tflite value does not search again
+
+
+@pytest.mark.parametrize('per_position', [False, True])
+def test_a_colour_whitening_map_goes_into_the_tflite_model(per_position, tmp_path):
+  """The general path (a full 3x3 matrix, per position or not), on a tiny Keras 3 model."""
+  import keras
+  rng = np.random.default_rng(4)
+  shape = (8, 8) if per_position else ()
+  pixel_map = tflite_export.PixelMap(rng.normal(0, 0.02, shape + (3, 3)).astype(np.float32),
+                                     rng.normal(0, 1, shape + (3,)).astype(np.float32))
+  model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                            keras.layers.Dense(4, activation='softmax')])
+  path = tmp_path / 'model.tflite'
+  path.write_bytes(tflite_export.convert(model, pixel_map, 8, 'float'))
+  images = rng.integers(0, 256, [5, 8, 8, 3], dtype=np.uint8)
+  got = tflite_export.Interpreter(str(path)).predict(images)
+  want = model(pixel_map.apply(images).astype(np.float32)).numpy()
+  np.testing.assert_allclose(got, want, atol=1e-5)
