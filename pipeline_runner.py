@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
   out.add_argument('--to-node', metavar='COMPONENT',
                    help='partial run: stop after this component (it and what it needs run), '
                         'e.g. Transform to time the data stages alone')
+  out.add_argument('--tflite', choices=config_lib.TFLITE_QUANTIZATIONS,
+                   help='the TFLite model beside each pushed version (tflite/<version>/): '
+                   'float, dynamic (int8 weights; the default), int8 (full-integer, '
+                   'calibrated on training images) or off')
   model = p.add_argument_group('model and training')
   model.add_argument('--model-variant', choices=config_lib.VARIANTS,
                      help='cifar: five 3x3 convolutions for 32x32 inputs; paper: '
@@ -109,10 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help='search again even though a finished search matches')
   model.add_argument('--from-scratch', action='store_true',
                      help='do not warm-start from the last blessed model')
-  out.add_argument('--tflite', choices=config_lib.TFLITE_QUANTIZATIONS,
-                   help='the TFLite model beside each pushed version (tflite/<version>/): '
-                   'float, dynamic (int8 weights; the default), int8 (full-integer, '
-                   'calibrated on training images) or off')
   gate = p.add_argument_group('gate')
   gate.add_argument('--min-accuracy', type=float,
                     help='Evaluator floor on eval accuracy (1.01 blocks every model)')
