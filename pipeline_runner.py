@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
   out.add_argument('--to-node', metavar='COMPONENT',
                    help='partial run: stop after this component (it and what it needs run), '
                         'e.g. Transform to time the data stages alone')
+  out.add_argument('--tflite', choices=config_lib.TFLITE_QUANTIZATIONS,
+                   help='the TFLite model beside each pushed version (tflite/<version>/): '
+                   'float, dynamic (int8 weights; the default), int8 (full-integer, '
+                   'calibrated on training images) or off')
   model = p.add_argument_group('model and training')
   model.add_argument('--model-variant', choices=config_lib.VARIANTS,
                      help='cifar: five 3x3 convolutions for 32x32 inputs; paper: '
@@ -198,7 +202,9 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
               max_class_regression=args.max_class_regression,
               min_class_accuracy=args.min_class_accuracy)
   infer = _set(base.infer, image_dir=_path(args.infer_dir))
+  tflite = _set(base.tflite, quantization=args.tflite)
   return _set(base, data=data, model=model, train=train, tune=tune, gate=gate, infer=infer,
+              tflite=tflite,
               pipeline_root=_path(args.pipeline_root), serving_dir=_path(args.serving_dir),
               pipeline_name=args.pipeline_name, beam_workers=args.beam_workers,
               beam_args=tuple(args.beam_arg) or None)

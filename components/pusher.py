@@ -51,6 +51,7 @@ from tfx.utils import proto_utils
 
 from components import disk_space
 from tfx_pipeline import model_card
+from components import tflite_export
 from tfx_pipeline import root_lock
 
 PUSH_RECORD = 'push_record.json'  # inside each version: which model it holds
@@ -237,6 +238,9 @@ class Executor(tfx_pusher.Executor):
         exec_properties, run_id, model_path))
     destination = os.path.join(serving_dir, str(version))
     logging.info('Model %s is served from %s.', model_path, destination)
+    tflite_dir = tflite_export.publish(model_path, serving_dir, version)
+    if tflite_dir:
+      logging.info('Its TFLite model is in %s.', tflite_dir)
     # Like TFX: archive the pushed model in the PushedModel artifact too.
     try:
       io_utils.copy_dir(model_path, model_push.uri)

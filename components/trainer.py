@@ -1,7 +1,8 @@
 """run_fn: train AlexNet with the chosen hyperparameters, then export it for serving.
 
 run_fn only orchestrates: hyperparameters (tuning/search_space.resolve), data
-(components/data.py), model (models/), the fit, and export (components/serving.py).
+(components/data.py), model (models/), the fit, and export (components/serving.py;
+the TFLite copy: components/tflite_export.py).
 Training writes TensorBoard logs, a per-epoch history (history.json) and the
 training compute it ran (compute.json, models/flops.py) to the model run
 directory, and keeps a BackupAndRestore checkpoint under the pipeline root so
@@ -30,6 +31,7 @@ from components import data as data_lib
 from components import disk_space
 from components import features
 from components import serving
+from components import tflite_export
 from components import warm_start
 from models import alexnet
 from models import flops
@@ -186,6 +188,12 @@ def run_fn(fn_args) -> None:
   export_dir = output_dir(fn_args.serving_model_dir)
   serving.export(model, tft_output, class_names, export_dir,
                  settings['max_image_pixels'], train.test_time_flip)
+  model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip('/'))
   if is_chief():  # the next run's warm start reads these
-    warm_start.save(model, class_names, os.path.dirname(fn_args.serving_model_dir.rstrip('/')))
+    warm_start.save(model, class_names, model_uri)
+    tflite = config_lib.tflite_config_from_dict(settings.get('tflite'))
+    tflite_export.export(  # Format-TFLite/, which the Pusher places at tflite/<version>/
+        model, tft_output, class_names, model_uri, tflite.quantization,
+        lambda: tflite_export.split_images(fn_args.train_files, tflite.representative_images),
+        train.test_time_flip)
   logging.info('Trainer exported the serving model to %s', export_dir)

@@ -29,6 +29,8 @@ def test_unknown_preset_is_refused():
     ('data', {'on_bad_image': 'ignore'}, 'on_bad_image'),
     ('data', {'eval_percent': 0}, 'eval_percent'),
     ('data', {'max_image_pixels': 300 * 200}, 'max_image_pixels must be at least'),
+    ('tflite', {'quantization': 'int4'}, 'TFLite quantization must be one of'),
+    ('tflite', {'representative_images': 0}, 'representative_images must be at least 1'),
 ])
 def test_bad_values_fail_with_the_field_name(section, changes, message):
   base = getattr(config.cpu(), section)

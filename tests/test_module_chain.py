@@ -20,7 +20,7 @@ from tfx_bsl.tfxio import tf_example_record
 
 import fixtures
 from components import data as data_lib
-from components import features, trainer, transform
+from components import features, tflite_export, trainer, transform
 from components.serving_check import check as serving_check
 from models import flops
 from tfx_pipeline import config as config_lib
@@ -138,6 +138,12 @@ def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
 
   result = serving_check.check(fn_args.serving_model_dir)  # TF Serving's loader path
   assert result.ok, result.failure
+  # The TFLite copy beside Format-Serving (the default quantization: dynamic).
+  tflite = os.path.join(os.path.dirname(fn_args.serving_model_dir), tflite_export.TFLITE_DIR)
+  with open(os.path.join(tflite, tflite_export.RECORD_FILE)) as f:
+    assert json.load(f)['quantization'] == 'dynamic'
+  with open(os.path.join(tflite, tflite_export.LABELS_FILE)) as f:
+    assert len(f.read().splitlines()) == 10
   served = tf.saved_model.load(fn_args.serving_model_dir)
   tree = os.path.join(os.path.dirname(artifacts[0]), 'tree')
   blob = open(sorted(glob.glob(f'{tree}/train/ship/*.jpg'))[0], 'rb').read()

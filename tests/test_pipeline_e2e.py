@@ -96,6 +96,31 @@ def test_a_version_was_pushed_and_serves_probabilities(first_run):
 
 
 @pytest.mark.slow
+def test_the_pushed_version_has_a_tflite_model_that_agrees_with_it(first_run):
+  """The smoke preset's default (dynamic-range) TFLite model, beside the version, on the
+  span's images: every class probability within 0.02 of the SavedModel's (a trained
+  model; the unit tests hold an untrained one to 5e-3), and the same top class for at
+  least 97% of them (a tie within 0.04 may flip)."""
+  import tensorflow as tf
+  from components import tflite_export
+  tree, _, serving, day, _ = first_run
+  folder = os.path.join(tflite_export.tflite_root(serving), day.pushed[0])
+  with open(os.path.join(folder, tflite_export.LABELS_FILE)) as f:
+    assert f.read().splitlines() == list(CLASSES)
+  with open(os.path.join(folder, tflite_export.RECORD_FILE)) as f:
+    assert json.load(f)['quantization'] == 'dynamic'
+  blobs = [open(p, 'rb').read() for p in sorted(glob.glob(f'{tree}/train/*/*'))]
+  saved = tf.saved_model.load(os.path.join(serving, day.pushed[0]))
+  want = saved.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant(blobs))[
+      features.PROBABILITIES].numpy()
+  interpreter = tflite_export.Interpreter(os.path.join(folder, tflite_export.MODEL_FILE))
+  got = interpreter.predict([tflite_export.pixels(b, 32).numpy() for b in blobs])
+  assert got.shape == want.shape == (len(blobs), len(CLASSES))
+  assert float(np.max(np.abs(got - want))) <= 0.02
+  assert np.mean(got.argmax(-1) == want.argmax(-1)) >= 0.97
+
+
+@pytest.mark.slow
 def test_the_run_writes_a_self_contained_report(first_run):
   _, root, serving, day, _ = first_run
   out, page = day.out, day.report

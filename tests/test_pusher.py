@@ -187,6 +187,24 @@ def test_pushing_the_same_model_again_reports_the_existing_version(model_uris, t
   assert len(numeric_entries(serving_dir)) == 2
 
 
+def test_a_model_with_a_tflite_copy_gets_it_beside_the_version(model_uris, tmp_path):
+  import shutil
+  from components import tflite_export
+  uri = str(tmp_path / 'model')
+  shutil.copytree(model_uris[0], uri)
+  os.makedirs(os.path.join(uri, tflite_export.TFLITE_DIR))
+  with open(os.path.join(uri, tflite_export.TFLITE_DIR, tflite_export.MODEL_FILE), 'wb') as f:
+    f.write(b'TFL3')
+  serving_dir = str(tmp_path / 'out' / 'serving')
+  pushed = run_pusher(uri, 1, serving_dir, str(tmp_path / 'pushed'))
+  version = pushed.get_string_custom_property('pushed_version')
+  assert os.listdir(tmp_path / 'out' / 'tflite') == [version]
+  assert os.listdir(serving_dir) == [version]  # TF Serving's directory holds versions only
+  # A model without one (every other test here) leaves no tflite/ directory.
+  run_pusher(model_uris[1], 1, str(tmp_path / 'plain'), str(tmp_path / 'pushed2'))
+  assert sorted(os.listdir(tmp_path)) == ['model', 'out', 'plain', 'pushed', 'pushed2']
+
+
 def test_the_pipeline_uses_this_executor(tmp_path):
   from tfx_pipeline import config, pipeline
   import dataclasses

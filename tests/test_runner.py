@@ -168,6 +168,7 @@ BAD_VALUES = {
                             'warm_start_epochs must be at least 1'),
     '--warm-start-lr-scale': (['--warm-start-lr-scale', '2'], '2',
                               'warm_start_lr_scale must be in (0, 1]'),
+    '--tflite': (['--tflite', 'int4'], "'int4'", 'invalid choice'),
     '--min-accuracy': (['--min-accuracy', '3'], '3', 'min accuracy must be in 0..1'),
     '--max-regression': (['--max-regression', '-0.1'], '-0.1', 'max_regression must be >= 0'),
     '--max-class-regression': (['--max-class-regression', '2'], '2',

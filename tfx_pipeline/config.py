@@ -23,6 +23,8 @@ VARIANTS = ('cifar', 'paper')
 TUNER_ALGORITHMS = ('hyperband', 'random', 'bayesian')
 BAD_IMAGE_POLICIES = ('skip', 'fail')
 DRIFT_POLICIES = ('fail', 'warn')
+# The TFLite copy of each pushed version (components/tflite_export.py).
+TFLITE_QUANTIZATIONS = ('off', 'float', 'dynamic', 'int8')
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Beam flags that tell the workers what to install (TFX's dependency_utils list).
 BEAM_DEPENDENCY_FLAGS = ('extra_package', 'extra_packages', 'setup_file', 'requirements_file',
@@ -257,6 +259,27 @@ class InferConfig:
 
 
 @dataclass(frozen=True)
+class TFLiteConfig:
+  """The TFLite model written beside each pushed version (tflite/<version>/).
+
+  Figures for each quantization (size, batch-1 latency, accuracy against the
+  SavedModel's): docs/serving.md, `benchmarks/tflite.py`.
+  """
+  # off: none; float: float32; dynamic: int8 weights, float activations
+  # (no data needed, about 4x smaller); int8: full-integer, calibrated on
+  # `representative_images` of the training split.
+  quantization: str = 'dynamic'
+  representative_images: int = 200  # training images that set int8's activation ranges
+
+  def __post_init__(self):
+    _require(self.quantization in TFLITE_QUANTIZATIONS,
+             f'TFLite quantization must be one of {TFLITE_QUANTIZATIONS}, '
+             f'got {self.quantization!r}')
+    _require(self.representative_images >= 1,
+             f'representative_images must be at least 1, got {self.representative_images}')
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
   """One pipeline run: the preset it came from plus every section."""
   preset: str
@@ -269,6 +292,7 @@ class PipelineConfig:
   tune: TuneConfig = field(default_factory=TuneConfig)
   gate: GateConfig = field(default_factory=GateConfig)
   infer: InferConfig = field(default_factory=InferConfig)
+  tflite: TFLiteConfig = field(default_factory=TFLiteConfig)
   beam_workers: int = 1  # >1: Beam DirectRunner in multi_processing mode
   beam_args: Tuple[str, ...] = ()  # passed through (Dataflow, Flink, Spark)
   # Training compute that the run summary and report.html hold the run against,
@@ -404,6 +428,12 @@ def tune_config_from_dict(values: Mapping[str, Any]) -> TuneConfig:
 def pipeline_config_from_dict(values: Mapping[str, Any]) -> PipelineConfig:
   """Rebuilds a PipelineConfig from `dataclasses.asdict(config)` (e.g. after JSON)."""
   sections = {'data': DataConfig, 'model': ModelConfig, 'train': TrainConfig,
-              'tune': TuneConfig, 'gate': GateConfig}
+              'tune': TuneConfig, 'gate': GateConfig, 'infer': InferConfig,
+              'tflite': TFLiteConfig}
   return _from_dict(PipelineConfig, {
       **values, **{k: _from_dict(cls, values[k]) for k, cls in sections.items() if k in values}})
+
+
+def tflite_config_from_dict(values: Optional[Mapping[str, Any]]) -> TFLiteConfig:
+  """None (module config written before the TFLite export existed): the defaults."""
+  return _from_dict(TFLiteConfig, values) if values is not None else TFLiteConfig()

@@ -31,6 +31,7 @@ config, so editing module code invalidates MLMD's cache for that component.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -292,6 +293,9 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       train_args=tfx.proto.TrainArgs(splits=['train']),
       eval_args=tfx.proto.EvalArgs(splits=['eval']))
   settings = module_config(config, digest, fixed_hparams)
+  # The TFLite export runs in the Trainer only: a new --tflite value re-runs
+  # the Trainer, never the Tuner.
+  trainer_settings = {**settings, 'tflite': dataclasses.asdict(config.tflite)}
   tuner = None
   if config.tune.enabled:  # docs/scale_out.md swaps in the Vertex Tuner here
     tuner = tfx.components.Tuner(
@@ -301,7 +305,7 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       run_fn=RUN_FN,
       base_model=warm_start_model.outputs['model'] if warm_start_model else None,
       hyperparameters=tuner.outputs['best_hyperparameters'] if tuner else None,
-      **train_inputs, custom_config=settings).with_id('Trainer')
+      **train_inputs, custom_config=trainer_settings).with_id('Trainer')
   model_resolver, evaluator, serving_check, pusher = release_components(
       config, window, trainer, digest)
 
