@@ -86,12 +86,26 @@ def _remove(path: str) -> None:
 
 
 class BackupAndRestore(keras.callbacks.BackupAndRestore):
-  """keras.callbacks.BackupAndRestore whose checkpoint survives a failed save."""
+  """keras.callbacks.BackupAndRestore whose checkpoint survives a failed save.
+
+  `save=False` only restores: a multi-worker cluster's other workers resume
+  from the chief's checkpoint and must not write the same files at once.
+  """
+
+  def __init__(self, backup_dir: str, save: bool = True, **kwargs):
+    super().__init__(backup_dir, **kwargs)
+    self.writes = save
 
   def _partial(self, path: str) -> str:
     return os.path.join(os.path.dirname(path), _PARTIAL + os.path.basename(path))
 
+  def on_train_end(self, logs=None):
+    if self.writes:  # the one that writes the checkpoint removes it when training is done
+      super().on_train_end(logs)
+
   def _save_model(self):
+    if not self.writes:
+      return
     what = f'the Trainer checkpoint of epoch {self._current_epoch}'
     advice = ('Free space and run the same command again: training resumes from the last '
               'checkpoint that was saved.')

@@ -104,6 +104,27 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
   return ds.prefetch(AUTOTUNE)
 
 
+def shard_policy(num_files: int, workers: int) -> tf.data.experimental.AutoShardPolicy:
+  """How a multi-worker cluster splits an input of `num_files` files among `workers`.
+
+  tf.data's AUTO shards by file and fails outright when a worker would get no
+  file (ExampleGen writes one file per split for small data). Then every
+  worker reads all files and keeps its share of the elements (DATA): the same
+  seeded order on every worker, so the shares do not overlap.
+  """
+  if workers > 1 and num_files < workers:
+    return tf.data.experimental.AutoShardPolicy.DATA
+  return tf.data.experimental.AutoShardPolicy.AUTO
+
+
+def for_workers(ds: tf.data.Dataset, file_patterns: List[str], workers: int) -> tf.data.Dataset:
+  """`ds` with the shard policy for `workers` (a no-op for one)."""
+  files = sum(len(tf.io.gfile.glob(pattern)) for pattern in file_patterns)
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = shard_policy(files, workers)
+  return ds.with_options(options)
+
+
 def count_examples(file_patterns: List[str]) -> int:
   """Number of records in GZIP TFRecord files (one fast pass, no parsing)."""
   files = [f for pattern in file_patterns for f in tf.io.gfile.glob(pattern)]

@@ -10,6 +10,8 @@ that a killed run resumes from its last finished epoch (components/checkpoint.py
 a full disk fails the run with a clear message and keeps the last checkpoint).
 With a blessed model of the same architecture as `base_model`, training starts
 from its weights for `warm_start_epochs` (components/warm_start.py).
+Under a multi-worker `TF_CONFIG` every worker runs this same function; the
+chief alone writes the outputs above (components/scale_out/multi_worker.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from components import features
 from components import serving
 from components import tflite_export
 from components import warm_start
+from components.scale_out import keras_fit
 from models import alexnet
 from models import flops
 from models import training
@@ -43,6 +46,7 @@ HISTORY_FILE = 'history.json'
 JOURNAL_FILE = 'epoch_log.json'  # EpochLog's rows, beside the BackupAndRestore checkpoint
 HPARAMS_FILE = 'hyperparameters.json'
 COMPUTE_FILE = 'compute.json'  # the epochs this process trained, in FLOPs (models/flops.py)
+WORKER_OUTPUT_PREFIX = 'worker-output-'  # a non-chief worker's throwaway outputs, in TMPDIR
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -99,10 +103,16 @@ def is_chief() -> bool:
           and 'chief' not in cluster.get('cluster', {}))
 
 
+def cluster_workers() -> int:
+  """The processes that train together: the chief and workers of TF_CONFIG's cluster, else 1."""
+  spec = json.loads(os.environ.get('TF_CONFIG') or '{}').get('cluster', {})
+  return max(1, len(spec.get('chief', [])) + len(spec.get('worker', [])))
+
+
 def output_dir(path: str) -> str:
   """`path` on the chief; a throwaway dir on other workers, which must still save
   (MultiWorkerMirroredStrategy's save is collective) but must not overwrite it."""
-  return path if is_chief() else tempfile.mkdtemp(prefix='worker-output-')
+  return path if is_chief() else tempfile.mkdtemp(prefix=WORKER_OUTPUT_PREFIX)
 
 
 def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict[str, Any]) -> str:
@@ -113,12 +123,19 @@ def backup_dir(settings: Dict[str, Any], train_files: List[str], hp_values: Dict
   return os.path.join(settings['backup_root'], digest)
 
 
-def callbacks(fn_args, train: config_lib.TrainConfig,
+def drop_worker_output(path: str) -> None:
+  """Removes what `output_dir` gave a non-chief worker; the chief's outputs stay."""
+  if not is_chief() and tf.io.gfile.exists(path):
+    tf.io.gfile.rmtree(path)
+
+
+def callbacks(run_dir: str, train: config_lib.TrainConfig,
               backup: str) -> List[keras.callbacks.Callback]:
   result = [
       # Before EpochLog: an epoch's checkpoint is saved before its journal row.
-      checkpoint.BackupAndRestore(backup),  # a failed save keeps the last checkpoint
-      keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, 'logs')),
+      # Every worker restores from it; the chief alone saves it.
+      checkpoint.BackupAndRestore(backup, save=is_chief()),
+      keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, 'logs')),
   ]
   if train.early_stopping_patience:
     result.append(keras.callbacks.EarlyStopping(
@@ -128,6 +145,9 @@ def callbacks(fn_args, train: config_lib.TrainConfig,
 
 
 def run_fn(fn_args) -> None:
+  # First of all: MultiWorkerMirroredStrategy configures collective ops, which
+  # TensorFlow refuses once any op has run ("must be configured at program startup").
+  distribution = strategy()
   settings = fn_args.custom_config
   model_config = config_lib.model_config_from_dict(settings['model'])
   train = config_lib.train_config_from_dict(settings['train'])
@@ -147,15 +167,17 @@ def run_fn(fn_args) -> None:
   cache = data_lib.transformed_bytes(n_train + n_eval, model_config.image_size) \
       <= train.cache_limit_gb * 1e9
   layer = tft_output.transform_features_layer()
-  train_ds = data_lib.make_dataset(
+  train_ds = data_lib.for_workers(data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed)
-  eval_ds = data_lib.make_dataset(
+      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed),
+      fn_args.train_files, cluster_workers())
+  eval_ds = data_lib.for_workers(data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=False, cache=cache)
+      batch_size=train.batch_size, training=False, cache=cache),
+      fn_args.eval_files, cluster_workers())
   steps_per_epoch = max(1, n_train // train.batch_size)
 
-  with strategy().scope():
+  with distribution.scope():
     model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
                                 len(class_names))
     start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
@@ -164,6 +186,8 @@ def run_fn(fn_args) -> None:
       warm_start.load(model, start.source)
     training.compile_model(model, hp, steps_per_epoch * epochs, train.jit_compile,
                            lr_scale=train.warm_start_lr_scale if start.source else 1.0)
+    if keras_fit.needed(distribution, cluster_workers()):
+      keras_fit.build_before_fit(model, train_ds.element_spec)
   logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
                'cache=%s', start.reason, model.name, model.count_params(), n_train, n_eval,
                epochs, cache)
@@ -175,10 +199,10 @@ def run_fn(fn_args) -> None:
   images_per_epoch = steps_per_epoch * train.batch_size  # the input drops partial batches
   log = EpochLog(epochs, images_per_epoch, journal)
   compute = flops.ComputeLog(images_per_epoch)
-  model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=0,
-            callbacks=callbacks(fn_args, train, backup) + [log, compute])
-
   run_dir = output_dir(fn_args.model_run_dir)
+  model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=0,
+            callbacks=callbacks(run_dir, train, backup) + [log, compute])
+
   tf.io.gfile.makedirs(run_dir)
   for name, value in ((HISTORY_FILE, log.rows), (HPARAMS_FILE, hp.values),
                       (warm_start.PLAN_FILE, {**start.as_dict(), 'epochs': epochs}),
@@ -196,4 +220,6 @@ def run_fn(fn_args) -> None:
         model, tft_output, class_names, model_uri, tflite.quantization,
         lambda: tflite_export.split_images(fn_args.train_files, tflite.representative_images),
         train.test_time_flip)
+  for path in (run_dir, export_dir):
+    drop_worker_output(path)
   logging.info('Trainer exported the serving model to %s', export_dir)

@@ -167,16 +167,20 @@ def drop_checkpoints_when_done(tuner: keras_tuner.Tuner) -> keras_tuner.Tuner:
   so a finished search still reloads as finished). They are most of a search's
   size: 26-50 MB per trial, 345 MB for the cpu preset's 10 trials. A parallel
   search (keras-tuner's chief/worker mode) keeps them: other workers may still
-  be writing theirs.
+  be writing theirs, so its launcher drops them once every worker is done
+  (components/scale_out/parallel_tuning.py).
   """
   if os.environ.get('KERASTUNER_ORACLE_IP'):
     return tuner
+  return after_search(tuner, lambda: drop_checkpoints(tuner.project_dir))
 
-  def drop():
-    for path in tf.io.gfile.glob(os.path.join(tuner.project_dir, 'trial_*', 'checkpoint*')):
-      tf.io.gfile.remove(path)
 
-  return after_search(tuner, drop)
+def drop_checkpoints(project_dir: str) -> List[str]:
+  """Deletes the trials' weight checkpoints in a search's directory; returns their paths."""
+  paths = tf.io.gfile.glob(os.path.join(project_dir, 'trial_*', 'checkpoint*'))
+  for path in paths:
+    tf.io.gfile.remove(path)
+  return paths
 
 
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
