@@ -29,6 +29,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Beam flags that tell the workers what to install (TFX's dependency_utils list).
 BEAM_DEPENDENCY_FLAGS = ('extra_package', 'extra_packages', 'setup_file', 'requirements_file',
                          'worker_harness_container_image', 'sdk_container_image')
+# Runners that submit through a Beam job service (docs/scale_out.md, "Beam's portable
+# runner"). Beam gives the launcher's stream of job messages a deadline of
+# --job_server_timeout (default 60 s): any component whose Beam job runs longer fails
+# with DEADLINE_EXCEEDED although the job succeeds. A refused connection still fails
+# at once; only a job service that accepts and then hangs waits this long.
+PORTABLE_RUNNERS = ('PortableRunner', 'FlinkRunner', 'SparkRunner')
+PORTABLE_JOB_TIMEOUT = 24 * 3600  # seconds: the longest Beam job a component may run
 
 # The `paper` variant's stem (11x11 stride 4, three 3x3/2 max-pools) needs at
 # least 67x67 pixels to leave a 1x1 map; see models/alexnet.py.
@@ -334,12 +341,17 @@ class PipelineConfig:
     run). The workers need this project's package anyway (its executors and
     preprocessing_fn), so `--setup_file` names it unless `beam_args` already
     gives a dependency flag. The DirectRunner stages nothing either way.
+    A portable runner's job may outlast Beam's 60 s job-service deadline:
+    `--job_server_timeout` is raised unless `beam_args` sets it.
     """
     args = ['--direct_num_workers=%d' % self.beam_workers]
     if self.beam_workers > 1:
       args.append('--direct_running_mode=multi_processing')
     if not any(a.split('=')[0].lstrip('-') in BEAM_DEPENDENCY_FLAGS for a in self.beam_args):
       args.append('--setup_file=' + os.path.join(REPO, 'setup.py'))
+    flags = {a.split('=')[0].lstrip('-'): a.partition('=')[2] for a in self.beam_args}
+    if flags.get('runner') in PORTABLE_RUNNERS and 'job_server_timeout' not in flags:
+      args.append('--job_server_timeout=%d' % PORTABLE_JOB_TIMEOUT)
     return tuple(args) + tuple(self.beam_args)
 
   def module_config(self) -> dict:
