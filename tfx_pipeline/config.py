@@ -396,7 +396,10 @@ def cpu() -> PipelineConfig:
   The compute budget is 400 TFLOP of training (the net: 53.7 MFLOP forward
   per image with the 512-unit head, `python -m models.flops --preset cpu`).
   """
-  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30, warm_start_epochs=6),
+  # Day two: 8 warm epochs at the full peak rate came closest to a cold run of
+  # the same data (docs/training.md, "Warm-start schedules").
+  return PipelineConfig(preset='cpu', train=TrainConfig(epochs=30, warm_start_epochs=8,
+                                                        warm_start_lr_scale=1.0),
                         compute_budget_tflop=400.0)
 
 
