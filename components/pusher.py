@@ -1,4 +1,7 @@
-"""A Pusher executor whose versions appear in one step and never repeat.
+"""A Pusher whose versions appear in one step and never repeat.
+
+    pusher = Pusher(model=..., model_blessing=..., infra_blessing=...,
+                    push_destination=...)   # TFX's Pusher, with this executor
 
 TFX's own Pusher copies the model file by file into `<serving_dir>/<unix
 time>/`, so TF Serving, which polls the directory, can see a version that is
@@ -42,8 +45,9 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from absl import logging
 from tfx import types
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 from tfx.components.pusher import executor as tfx_pusher
-from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils
 from tfx.types import standard_component_specs
 from tfx.utils import io_utils
@@ -62,7 +66,7 @@ _RENAME_ATTEMPTS = 5  # another pusher may take a version number between our loo
 
 def base_directory(exec_properties: Dict[str, Any]) -> str:
   """The filesystem push destination from the Pusher's exec properties."""
-  destination = pusher_pb2.PushDestination()
+  destination = tfx.proto.PushDestination()
   proto_utils.json_to_proto(
       exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
   if destination.WhichOneof('destination') != 'filesystem':
@@ -251,3 +255,12 @@ class Executor(tfx_pusher.Executor):
           model_push.uri, f'version {version} is served, but its archive in the pipeline '
           'root could not be written')) from e
     self._MarkPushed(model_push, pushed_destination=destination, pushed_version=str(version))
+
+
+class Pusher(tfx.components.Pusher):
+  """TFX's Pusher component (same inputs, outputs and parameters), run by `Executor`.
+
+  A subclass rather than `tfx.components.Pusher(custom_executor_spec=...)`,
+  which TFX deprecates (and warns about on every run).
+  """
+  EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)

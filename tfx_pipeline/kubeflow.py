@@ -54,21 +54,23 @@ def container_warnings(config: PipelineConfig, image: str) -> List[str]:
 
 
 def _runner_module():
+  """tfx.v1.orchestration.experimental, once its Kubeflow v2 runner imports."""
   try:
-    from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
+    from tfx.v1.orchestration import experimental  # pylint: disable=g-import-not-at-top
+    experimental.KubeflowV2DagRunner  # pylint: disable=pointless-statement
+  except (ImportError, AttributeError) as e:
     raise ImportError(
         f'compiling for Kubeflow v2 needs kfp-pipeline-spec ({e}); it is pinned in '
         'requirements.lock: run `make install`') from None
-  return kubeflow_v2_dag_runner
+  return experimental
 
 
 def compile_pipeline(pipeline, image: str, output_path: str) -> Dict[str, Any]:
   """Writes the PipelineJob JSON for `pipeline` to `output_path`; returns it as a dict."""
-  kubeflow_v2_dag_runner = _runner_module()
+  experimental = _runner_module()
   output_path = os.path.abspath(output_path)
-  runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-      config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+  runner = experimental.KubeflowV2DagRunner(
+      config=experimental.KubeflowV2DagRunnerConfig(
           display_name=pipeline.pipeline_info.pipeline_name, default_image=image),
       output_dir=os.path.dirname(output_path),
       output_filename=os.path.basename(output_path))

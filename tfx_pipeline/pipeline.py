@@ -39,12 +39,11 @@ from typing import Iterable, List, Optional
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
 # Not in tfx.v1 yet: TFX's RollingRange as a resolver function (DEVELOPERS.md).
 from tfx.dsl.input_resolution import canned_resolver_functions
 
 from components import features
-from components import pusher as pusher_executor
+from components import pusher as pusher_lib
 from components.bulk_inference.example_gen import FolderExampleGen
 from components.bulk_inference.inferrer import bulk_inferrer
 from components.data_gate.component import DataGate
@@ -224,7 +223,7 @@ def release_components(config: PipelineConfig, window, trainer, digest: str):
   # binary where Docker or Kubernetes exists (docs/serving.md).
   serving_check = ServingCheck(model=trainer.outputs['model'],
                                code_digest=digest).with_id('ServingCheck')
-  pusher = tfx.components.Pusher(
+  pusher = pusher_lib.Pusher(
       model=trainer.outputs['model'],
       model_blessing=evaluator.outputs['blessing'],
       infra_blessing=serving_check.outputs['blessing'],
@@ -232,8 +231,7 @@ def release_components(config: PipelineConfig, window, trainer, digest: str):
           filesystem=tfx.proto.PushDestination.Filesystem(
               base_directory=absolute(config.serving_dir))),
       custom_config=model_card.pusher_config(config),  # the card gathers the run's facts
-      custom_executor_spec=executor_spec.ExecutorClassSpec(
-          pusher_executor.Executor)).with_id('Pusher')
+  ).with_id('Pusher')
   return model_resolver, evaluator, serving_check, pusher
 
 

@@ -29,7 +29,7 @@ import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
 from absl import logging
-from tfx.components.tuner.component import TunerFnResult
+from tfx.v1.components import TunerFnResult
 
 from components import checkpoint
 from components import data as data_lib

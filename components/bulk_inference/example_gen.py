@@ -24,15 +24,15 @@ from typing import Any, Dict, List
 
 import apache_beam as beam
 from tfx import types
+from tfx import v1 as tfx
 from tfx.components.example_gen import driver as example_gen_driver
 from tfx.components.example_gen import write_split
 from tfx.components.util import examples_utils
-from tfx.dsl.components.base import base_beam_component
 from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils
-from tfx.types import standard_artifacts
+from tfx.v1.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
@@ -168,7 +168,7 @@ class FolderExampleGenSpec(types.ComponentSpec):
   OUTPUTS = {EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
 
-class FolderExampleGen(base_beam_component.BaseBeamComponent):
+class FolderExampleGen(tfx.types.BaseBeamComponent):
   SPEC_CLASS = FolderExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
   DRIVER_CLASS = Driver

@@ -176,10 +176,11 @@ def specs() -> Dict[str, Any]:
           'model_spec': tfx.proto.ModelSpec(model_signature_name=[features.EXAMPLE_SIGNATURE])}
 
 
-def bulk_inferrer(examples, model, model_blessing) -> tfx.components.BulkInferrer:
+class BulkInferrer(tfx.components.BulkInferrer):
+  """TFX's BulkInferrer component (same inputs and outputs), run by this module's Executor."""
+  EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
+
+
+def bulk_inferrer(examples, model, model_blessing) -> BulkInferrer:
   """TFX's BulkInferrer through the `serving_tf_example` signature, with this executor."""
-  component = tfx.components.BulkInferrer(
-      examples=examples, model=model, model_blessing=model_blessing, **specs())
-  # BulkInferrer's constructor takes no executor; the spec is the component's own attribute.
-  component.executor_spec = executor_spec.BeamExecutorSpec(Executor)
-  return component
+  return BulkInferrer(examples=examples, model=model, model_blessing=model_blessing, **specs())

@@ -15,9 +15,9 @@ import dataclasses
 import json
 
 from tfx import types
-from tfx.dsl.components.base import base_beam_component
+from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_artifacts
+from tfx.v1.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
@@ -37,7 +37,7 @@ class ImageExampleGenSpec(types.ComponentSpec):
   OUTPUTS = {executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples)}
 
 
-class ImageExampleGen(base_beam_component.BaseBeamComponent):
+class ImageExampleGen(tfx.types.BaseBeamComponent):
   SPEC_CLASS = ImageExampleGenSpec
   EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
   DRIVER_CLASS = driver.Driver

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict
 
-from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
+from tfx.v1.components import DataAccessor, FnArgs
 from tfx_bsl.tfxio import tf_example_record
 
 # The FnArgs fields that run_fn and tuner_fn read, besides the data accessor.

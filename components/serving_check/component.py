@@ -11,9 +11,9 @@ effect on the Pusher.
 """
 
 from tfx import types
-from tfx.dsl.components.base import base_component
+from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
-from tfx.types import standard_artifacts
+from tfx.v1.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter
 from tfx.types.component_spec import ExecutionParameter
 
@@ -32,7 +32,7 @@ class ServingCheckSpec(types.ComponentSpec):
   OUTPUTS = {executor.BLESSING_KEY: ChannelParameter(type=standard_artifacts.InfraBlessing)}
 
 
-class ServingCheck(base_component.BaseComponent):
+class ServingCheck(tfx.types.BaseComponent):
   SPEC_CLASS = ServingCheckSpec
   EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
