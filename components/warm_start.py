@@ -90,7 +90,8 @@ def plan(base_model: Optional[str], model, class_names: Sequence[str], enabled: 
   if not enabled:
     return Plan(None, 'cold start: warm start is off (--from-scratch)')
   if not base_model:
-    return Plan(None, 'cold start: no blessed model yet')
+    return Plan(None, 'cold start: no blessed model of an earlier span '
+                      '(a plain image tree never warm-starts)')
   source = keras_dir(os.path.dirname(base_model.rstrip('/')))
   path = os.path.join(source, ARCHITECTURE_FILE)
   if not tf.io.gfile.exists(path):

@@ -49,7 +49,8 @@ def test_day_two_reuses_the_search_and_warm_starts_from_the_blessed_model(smoke_
   blessed_model, = inputs['base_model']
   assert 'Trainer/model/' in blessed_model.uri
   assert 'Trainer: warm start from the blessed model' in out and ', 1 epochs' in out
-  assert 'Trainer: cold start: no blessed model yet, 6 epochs' in days[1].out
+  assert ('Trainer: cold start: no blessed model of an earlier span '
+          '(a plain image tree never warm-starts), 6 epochs') in days[1].out
   evaluator = runs_of(days, 2)['Evaluator'].execution
   eval_config = json.loads(evaluator.custom_properties['eval_config'].string_value)
   assert [s.get('feature_keys') for s in eval_config['slicing_specs']] == [None, ['label']]

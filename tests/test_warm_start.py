@@ -49,7 +49,8 @@ def test_cold_start_says_why(blessed, model, classes, enabled, reason):
 
 def test_no_blessed_model_or_one_without_keras_weights_is_a_cold_start(tmp_path):
   assert warm_start.plan(None, small_model(), ['a'], True) == \
-      warm_start.Plan(None, 'cold start: no blessed model yet')
+      warm_start.Plan(None, 'cold start: no blessed model of an earlier span '
+                            '(a plain image tree never warm-starts)')
   old = tmp_path / 'old' / 'Format-Serving'
   os.makedirs(old)
   plan = warm_start.plan(str(old), small_model(), ['a'], True)
