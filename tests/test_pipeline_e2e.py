@@ -134,7 +134,10 @@ def test_the_run_writes_a_self_contained_report(first_run):
   assert all(base64.b64decode(p).startswith(b'\x89PNG') for p in pngs)
   assert 'src="http' not in page and '<script' not in page
   # Counts are ImageExampleGen's, per split and class; every generated image is there.
-  counts = json.load(open(glob.glob(f'{root}/ImageExampleGen/examples/*/image_counts.json')[0]))
+  # The first run's artifact: the lowest execution id (later days add spans of their own).
+  first = min(glob.glob(f'{root}/ImageExampleGen/examples/*/image_counts.json'),
+              key=lambda path: int(os.path.basename(os.path.dirname(path))))
+  counts = json.load(open(first))
   train, eval_ = counts['splits']['train'], counts['splits']['eval']
   assert train['written'] + eval_['written'] == len(CLASSES) * PER_CLASS
   assert (f'<td>total</td><td>{train["read"]}</td><td>{train["written"]}</td><td>0</td>'
