@@ -42,6 +42,9 @@ import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+
+from tta import read_split  # noqa: E402  pylint: disable=g-import-not-at-top  (also tta's)
 
 
 def newest(pattern: str) -> str:
@@ -50,20 +53,6 @@ def newest(pattern: str) -> str:
   if not found:
     raise SystemExit(f'nothing matches {pattern}')
   return max(found, key=lambda p: int(os.path.basename(p)))
-
-
-def read_split(examples_uri: str, split: str, limit: int):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from components import features  # pylint: disable=g-import-not-at-top
-  files = sorted(glob.glob(os.path.join(examples_uri, f'Split-{split}', '*')))
-  spec = {features.IMAGE_KEY: tf.io.FixedLenFeature([], tf.string),
-          features.LABEL_KEY: tf.io.FixedLenFeature([], tf.int64)}
-  images, labels = [], []
-  for record in tf.data.TFRecordDataset(files, compression_type='GZIP').take(limit or -1):
-    parsed = tf.io.parse_single_example(record, spec)
-    images.append(parsed[features.IMAGE_KEY].numpy())
-    labels.append(int(parsed[features.LABEL_KEY]))
-  return images, np.array(labels)
 
 
 def rebuild_model(model_uri: str, preset: str, num_classes: int, image_size: int,
