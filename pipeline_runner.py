@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help='XLA compile the train step')
   model.add_argument('--test-time-flip', action=argparse.BooleanOptionalAction, default=None,
                      help='the served model averages each image with its mirror (default: on)')
+  model.add_argument('--ema-momentum', type=float,
+                     help='the Trainer keeps an exponential moving average of the weights at '
+                          'this momentum (e.g. 0.99: about the last 100 steps), validates and '
+                          'exports it; 0 (the presets): off. Tuner trials never average')
   tune = p.add_argument_group('tuning')
   tune.add_argument('--tuner', choices=config_lib.TUNER_ALGORITHMS, help='search algorithm')
   tune.add_argument('--trials', type=int, help='trials (random and bayesian search)')
@@ -189,7 +193,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   model = _set(base.model, variant=args.model_variant, image_size=image_size)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
-               test_time_flip=args.test_time_flip,
+               test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,
                warm_start=False if args.from_scratch else None,
                warm_start_epochs=args.warm_start_epochs,
                warm_start_lr_scale=args.warm_start_lr_scale)

@@ -10,6 +10,8 @@ that a killed run resumes from its last finished epoch (components/checkpoint.py
 a full disk fails the run with a clear message and keeps the last checkpoint).
 With a blessed model of the same architecture as `base_model`, training starts
 from its weights for `warm_start_epochs` (components/warm_start.py).
+With `ema_momentum` > 0, validation and the export use an exponential moving
+average of the weights (models/ema.py).
 Under a multi-worker `TF_CONFIG` every worker runs this same function; the
 chief alone writes the outputs above (components/scale_out/multi_worker.py).
 """
@@ -37,6 +39,7 @@ from components import tflite_export
 from components import warm_start
 from components.scale_out import keras_fit
 from models import alexnet
+from models import ema
 from models import flops
 from models import training
 from tfx_pipeline import config as config_lib
@@ -136,6 +139,9 @@ def callbacks(run_dir: str, train: config_lib.TrainConfig,
       # Every worker restores from it; the chief alone saves it.
       checkpoint.BackupAndRestore(backup, save=is_chief()),
       keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, 'logs')),
+      # After the checkpoint (it must save the raw weights in the model's slots),
+      # before EarlyStopping (it keeps the averaged weights it judged): models/ema.py.
+      *ema.callbacks(train.ema_momentum),
   ]
   if train.early_stopping_patience:
     result.append(keras.callbacks.EarlyStopping(
@@ -185,12 +191,15 @@ def run_fn(fn_args) -> None:
     if start.source:
       warm_start.load(model, start.source)
     training.compile_model(model, hp, steps_per_epoch * epochs, train.jit_compile,
-                           lr_scale=train.warm_start_lr_scale if start.source else 1.0)
+                           lr_scale=train.warm_start_lr_scale if start.source else 1.0,
+                           ema_momentum=train.ema_momentum)
     if keras_fit.needed(distribution, cluster_workers()):
       keras_fit.build_before_fit(model, train_ds.element_spec)
   logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
-               'cache=%s', start.reason, model.name, model.count_params(), n_train, n_eval,
-               epochs, cache)
+               'cache=%s; %s', start.reason, model.name, model.count_params(), n_train, n_eval,
+               epochs, cache, ema.describe(train.ema_momentum))
+  if train.ema_momentum:  # absl hides INFO; this goes beside the epoch lines
+    print(f'Trainer: {ema.describe(train.ema_momentum)}', flush=True)
   backup = backup_dir(settings, fn_args.train_files, {**hp.values, 'warm_start': start.source})
   journal = None
   if is_chief():

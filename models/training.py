@@ -1,12 +1,15 @@
 """How a model is optimized: one-cycle schedule, SGD+Nesterov, label smoothing.
 
-Shared by the Tuner's trials and the Trainer so both optimize the same way.
+Shared by the Tuner's trials and the Trainer so both optimize the same way;
+the Trainer alone may add an average of the weights (models/ema.py).
 """
 
 from __future__ import annotations
 
 import keras
 from keras import ops
+
+from models import ema
 
 ACCURACY = 'accuracy'  # Keras metric name; the Tuner's objective is 'val_accuracy'
 WARMUP_FRACTION = 0.2  # share of steps spent ramping the learning rate up
@@ -60,14 +63,18 @@ def smoothed_crossentropy(num_classes: int, smoothing: float):
 
 
 def compile_model(model: keras.Model, hp, total_steps: int, jit_compile: bool = False,
-                  lr_scale: float = 1.0):
+                  lr_scale: float = 1.0, ema_momentum: float = 0.0):
   """Compiles `model` in place for `total_steps` of training and returns it.
 
   `lr_scale` lowers the schedule's peak (a warm start fine-tunes trained weights).
+  `ema_momentum` > 0: the optimizer keeps an EMA of the weights, which `fit`
+  leaves in the model at its end; fit with `ema.callbacks(ema_momentum)` so
+  that validation sees it too (models/ema.py).
   """
   optimizer = keras.optimizers.SGD(
       learning_rate=OneCycle(hp.get('learning_rate') * lr_scale, total_steps),
-      momentum=MOMENTUM, nesterov=True, weight_decay=hp.get('weight_decay'))
+      momentum=MOMENTUM, nesterov=True, weight_decay=hp.get('weight_decay'),
+      **ema.optimizer_options(ema_momentum))
   optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
   num_classes = model.output_shape[-1]
   model.compile(

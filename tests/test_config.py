@@ -22,6 +22,8 @@ def test_unknown_preset_is_refused():
 @pytest.mark.parametrize('section, changes, message', [
     ('train', {'epochs': -1}, 'epochs must be at least 1'),
     ('train', {'batch_size': 0}, 'batch size'),
+    ('train', {'ema_momentum': 1.0}, r'ema_momentum must be in \[0, 1\)'),
+    ('train', {'ema_momentum': -0.5}, r'ema_momentum must be in \[0, 1\)'),
     ('model', {'variant': 'paper', 'image_size': 32}, 'too small|out of range'),
     ('model', {'variant': 'vgg'}, 'variant'),
     ('tune', {'algorithm': 'grid'}, 'tuner must be one of'),
@@ -36,6 +38,11 @@ def test_bad_values_fail_with_the_field_name(section, changes, message):
   base = getattr(config.cpu(), section)
   with pytest.raises(config.ConfigError, match=message):
     dataclasses.replace(base, **changes)
+
+
+def test_ema_momentum_takes_0_as_off_and_values_just_under_1():
+  assert config.TrainConfig().ema_momentum == 0.0
+  assert config.TrainConfig(ema_momentum=0.999).ema_momentum == 0.999
 
 
 def test_paper_variant_minimum_size_is_enforced_at_the_boundary():

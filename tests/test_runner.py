@@ -1,5 +1,6 @@
 """pipeline_runner: bad configuration fails in one clear line, exit 2, before any component."""
 
+import json
 import os
 
 import pytest
@@ -96,10 +97,15 @@ def test_flags_override_the_preset(tmp_path):
   args = pipeline_runner.parse_args([
       '--preset', 'cpu', '--image-dir', str(tmp_path), '--epochs', '3', '--trials', '2',
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
-      '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip'])
+      '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
+      '--ema-momentum', '0.99'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
+  assert cfg.train.ema_momentum == 0.99
+  # It reaches the Trainer: run_fn rebuilds TrainConfig from the module config.
+  settings = json.loads(json.dumps(cfg.module_config()))
+  assert pipeline_runner.config_lib.train_config_from_dict(settings['train']).ema_momentum == 0.99
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
   assert cfg.gate.min_accuracy == 0.5
   assert cfg.beam_workers == 2 and cfg.beam_args == ('--x=1',)
@@ -156,6 +162,7 @@ BAD_VALUES = {
     '--mixed-precision': (['--mixed-precision=yes'], "'yes'", 'ignored explicit argument'),
     '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
     '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
+    '--ema-momentum': (['--ema-momentum', '1'], '1', r'ema_momentum must be in [0, 1)'),
     '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
     '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),
     '--tuning-epochs': (['--tuning-epochs', 'two'], "'two'", 'invalid int value'),

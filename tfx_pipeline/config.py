@@ -169,9 +169,16 @@ class TrainConfig:
   # (components/serving.py): +1.2 points for the cpu preset, one network call
   # on twice the batch. The Trainer's own val_accuracy is without it.
   test_time_flip: bool = True
+  # Polyak averaging (models/ema.py): the Trainer keeps an exponential moving
+  # average of the weights, a <- m*a + (1-m)*w per step, validates and exports
+  # it. 0: off; 0.99 averages over about the last 100 steps. The Tuner's
+  # trials never average. Not measured yet (docs/training.md, "Accuracy levers").
+  ema_momentum: float = 0.0
 
   def __post_init__(self):
     _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')
+    _require(0 <= self.ema_momentum < 1,
+             f'ema_momentum must be in [0, 1) (0: off), got {self.ema_momentum}')
     _require(self.warm_start_epochs >= 1,
              f'warm_start_epochs must be at least 1, got {self.warm_start_epochs}')
     _require(0 < self.warm_start_lr_scale <= 1,

@@ -13,6 +13,9 @@ changed search starts fresh. `--retune` starts a new generation.
 run used and why; when the search ends it adds what that run trained
 (`compute`: models/flops.py's record, 0 images when a finished search was
 reused).
+
+Trials train the raw weights: `TrainConfig.ema_momentum` is the Trainer's
+alone (models/ema.py says why short trials must not average).
 """
 
 from __future__ import annotations
@@ -186,7 +189,7 @@ def drop_checkpoints(project_dir: str) -> List[str]:
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
                 jit_compile: bool):
   net = alexnet.build_model(hp, model.variant, model.image_size, num_classes)
-  return training.compile_model(net, hp, total_steps, jit_compile)
+  return training.compile_model(net, hp, total_steps, jit_compile)  # no EMA: models/ema.py
 
 
 def tuner_fn(fn_args) -> TunerFnResult:
