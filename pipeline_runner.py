@@ -29,6 +29,7 @@ from typing import List, Optional, Tuple
 
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import console
+from tfx_pipeline import onednn
 from tfx_pipeline import root_lock
 
 RUNNERS = ('local', 'kubeflow-v2')
@@ -386,6 +387,7 @@ def clear_scratch_tmp(pipeline_root: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> int:
   args = parse_args(argv)
+  onednn.apply()  # before TensorFlow is imported: tfx_pipeline/onednn.py
   console.start(verbose=args.verbose)  # before TensorFlow is imported: tfx_pipeline/console.py
   try:
     return _run(args, argv)
@@ -428,6 +430,7 @@ def run_locally(args: argparse.Namespace, config: config_lib.PipelineConfig,
         f'{config.tune.algorithm if config.tune.enabled else "off"}, '
         f'floor {config.gate.min_accuracy:.2f}')
   print(f'data: {config.data.source_name}: ' + '\n      '.join(notes))
+  print(onednn.describe())
   print('writes to: ' + '\n           '.join(f'{path} ({flag})'
                                            for flag, path in written_dirs(config)))
   keep_writes_inside(config.pipeline_root)

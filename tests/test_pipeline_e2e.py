@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from components import features
+from tfx_pipeline import onednn
 from smoke_runs import CLASSES, PER_CLASS, runs_of
 
 COMPONENTS = {'ImageExampleGen', 'StatisticsGen', 'ImportSchemaGen', 'ExampleValidator',
@@ -48,6 +49,10 @@ def test_every_component_executed_in_mlmd(first_run):
   # Training compute, from the records the Tuner and the Trainer wrote (models/flops.py).
   assert re.search(r'^Compute: Tuner \d[.\d]* TFLOP, Trainer \d[.\d]* TFLOP, total ', out, re.M)
   assert 'not recorded' not in out and 'Compute: Tuner 0.0 TFLOP' not in out
+  # The runner's oneDNN default (tfx_pipeline/onednn.py), as this environment makes it.
+  environ = dict(os.environ)
+  onednn.apply(environ)
+  assert onednn.describe(environ) in out.splitlines()
 
 
 def saved_model_cli(*args):
