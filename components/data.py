@@ -70,7 +70,8 @@ def transformed_bytes(num_examples: int, image_size: int) -> int:
 
 def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: bool,
                  take: Optional[int] = None, cache: bool = True,
-                 seed: Optional[int] = None) -> tf.data.Dataset:
+                 seed: Optional[int] = None,
+                 num_examples: Optional[int] = None) -> tf.data.Dataset:
   """(images, labels) batches from raw example batches.
 
   Shuffling happens on raw records (encoded bytes, ~1.5 KB each), never on
@@ -86,6 +87,11 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
     take: keep a fixed random sample of `take` examples (tuning subsets).
     cache: keep the transformed examples in memory after the first pass.
     seed: shuffle and augmentation seed.
+    num_examples: how many examples `raw` holds (`count_examples`), if known.
+      Keras then knows the number of batches from the first epoch on; without
+      it, the first epoch ends in Keras' "Your input ran out of data;
+      interrupting training" warning, although nothing is cut short. Leave it
+      None where the input is sharded among workers: each sees fewer.
   """
   ds = raw.unbatch()
   if take is not None:  # the same sample every epoch
@@ -94,6 +100,9 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
   ds = ds.batch(TRANSFORM_BATCH).map(lambda batch: _to_pair(tft_layer(batch)),
                                      num_parallel_calls=AUTOTUNE).unbatch()
+  if num_examples is not None:  # a different count fails the first epoch, plainly
+    count = num_examples if take is None else min(num_examples, take)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(count))
   if cache:
     ds = ds.cache()
     if training:

@@ -173,13 +173,16 @@ def run_fn(fn_args) -> None:
   cache = data_lib.transformed_bytes(n_train + n_eval, model_config.image_size) \
       <= train.cache_limit_gb * 1e9
   layer = tft_output.transform_features_layer()
+  single = cluster_workers() == 1  # with several workers, each reads a share
   train_ds = data_lib.for_workers(data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed),
+      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed,
+      num_examples=n_train if single else None),
       fn_args.train_files, cluster_workers())
   eval_ds = data_lib.for_workers(data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=False, cache=cache),
+      batch_size=train.batch_size, training=False, cache=cache,
+      num_examples=n_eval if single else None),
       fn_args.eval_files, cluster_workers())
   steps_per_epoch = max(1, n_train // train.batch_size)
 

@@ -1,6 +1,7 @@
 """The shared input function: augmentation is exact, training-only and per-image."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from components import data
@@ -83,3 +84,36 @@ def test_uncached_training_still_shuffles_every_epoch():
   first = np.concatenate([y.numpy() for _, y in ds])
   second = np.concatenate([y.numpy() for _, y in ds])
   assert sorted(first) == list(range(40)) and not np.array_equal(first, second)
+
+
+def test_a_known_count_gives_keras_the_number_of_batches():
+  train = data.make_dataset(_raw(12), _layer, batch_size=5, training=True, seed=1,
+                            num_examples=12)
+  subset = data.make_dataset(_raw(12), _layer, batch_size=4, training=False, take=6,
+                             num_examples=12)
+  unknown = data.make_dataset(_raw(12), _layer, batch_size=5, training=True, seed=1)
+  assert (int(train.cardinality()), int(subset.cardinality())) == (2, 2)
+  assert int(unknown.cardinality()) == tf.data.UNKNOWN_CARDINALITY
+
+
+def test_fit_on_a_counted_dataset_does_not_warn_that_the_input_ran_out():
+  import warnings
+  import keras
+  model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                            keras.layers.Dense(12, activation='softmax')])
+  model.compile('sgd', 'sparse_categorical_crossentropy')
+  for num_examples, expect_warning in ((None, True), (12, False)):
+    ds = data.make_dataset(_raw(12), _layer, batch_size=5, training=True, seed=1,
+                           num_examples=num_examples)
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter('always')
+      history = model.fit(ds, epochs=2, verbose=0)
+    ran_out = any('ran out of data' in str(w.message) for w in caught)
+    assert ran_out == expect_warning, (num_examples, [str(w.message) for w in caught])
+    assert len(history.history['loss']) == 2
+
+
+def test_a_wrong_count_fails_plainly():
+  ds = data.make_dataset(_raw(12), _layer, batch_size=5, training=False, num_examples=13)
+  with pytest.raises(tf.errors.FailedPreconditionError, match='expected to contain 13'):
+    list(ds)

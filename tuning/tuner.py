@@ -202,15 +202,18 @@ def tuner_fn(fn_args) -> TunerFnResult:
   tft_output = tft.TFTransformOutput(fn_args.transform_graph_path)
   schema = tft_output.raw_metadata.schema
 
-  n_train = min(tune.train_examples, data_lib.count_examples(fn_args.train_files))
+  all_train = data_lib.count_examples(fn_args.train_files)
+  n_train = min(tune.train_examples, all_train)
   steps_per_epoch = max(1, n_train // train.batch_size)
   layer = tft_output.transform_features_layer()
   train_ds = data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=True, take=tune.train_examples, seed=tune.seed)
+      batch_size=train.batch_size, training=True, take=tune.train_examples, seed=tune.seed,
+      num_examples=all_train)
   eval_ds = data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=False, take=tune.eval_examples)
+      batch_size=train.batch_size, training=False, take=tune.eval_examples,
+      num_examples=data_lib.count_examples(fn_args.eval_files))
 
   project, why = choose_project(settings['tuner_dir'], tune.algorithm,
                                 search_digest(settings, class_names), tune.retune)
