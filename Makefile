@@ -7,6 +7,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock setup.py | sha256sum | cut -c1-12)
 ARGS ?=
+# Test processes (pytest-xdist): one per core on the 2-core reference machine.
+# tests/conftest.py groups the tests so that shared fixtures are made once.
+TEST_WORKERS ?= 2
 
 # Python 3.10 (TFX 1.16 supports nothing newer): pyenv's build, else python3.10 on PATH.
 BOOTSTRAP := $(or $(wildcard $(shell pyenv root 2>/dev/null)/versions/$(PYTHON_VERSION)/bin/python3.10),$(shell command -v python3.10 2>/dev/null))
@@ -27,10 +30,10 @@ run: $(STAMP)
 	$(PY) pipeline_runner.py $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m "not slow" -n $(TEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py

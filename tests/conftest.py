@@ -90,6 +90,21 @@ def smoke_days(tmp_path_factory):
   return smoke_runs.make_days(str(tmp_path_factory.mktemp('days')))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (it tags node ids with them)
+def pytest_collection_modifyitems(config, items):
+  """Keeps what shares a fixture in one process when `make test` runs on several (pytest-xdist).
+
+  `--dist loadgroup` sends each group to one worker, in order. A group is a
+  whole test file (its module-scoped fixtures and ordered tests stay
+  together), except the files that read the shared smoke runs: those form one
+  group, so the four runs are made once, not once per worker.
+  """
+  uses_smoke_runs = {item.path for item in items if 'smoke_days' in item.fixturenames}
+  for item in items:
+    group = 'smoke_days' if item.path in uses_smoke_runs else item.path.name
+    item.add_marker(pytest.mark.xdist_group(group))
+
+
 def pytest_report_header(config):
   """Which oneDNN setting this run's TensorFlow uses (tests/test_onednn.py runs the other)."""
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
