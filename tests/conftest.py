@@ -90,6 +90,14 @@ def smoke_days(tmp_path_factory):
   return smoke_runs.make_days(str(tmp_path_factory.mktemp('days')))
 
 
+# The longest groups, longest first (`--durations`, 2026-11-30). xdist hands
+# groups out in collection order, so these start first and the short files
+# fill in around them instead of one long group running alone at the end.
+LONGEST_GROUPS = ('smoke_days', 'test_reliability_e2e.py', 'test_module_chain.py',
+                  'test_scale_out.py', 'test_onednn.py', 'test_portable_runner.py',
+                  'test_data_gate.py', 'test_search_space.py')
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the marks (it tags node ids with them)
 def pytest_collection_modifyitems(config, items):
   """Keeps what shares a fixture in one process when `make test` runs on several (pytest-xdist).
@@ -97,12 +105,16 @@ def pytest_collection_modifyitems(config, items):
   `--dist loadgroup` sends each group to one worker, in order. A group is a
   whole test file (its module-scoped fixtures and ordered tests stay
   together), except the files that read the shared smoke runs: those form one
-  group, so the four runs are made once, not once per worker.
+  group, so the four runs are made once, not once per worker. The longest
+  groups go first; within a group the order stays the files' own.
   """
   uses_smoke_runs = {item.path for item in items if 'smoke_days' in item.fixturenames}
+  groups = {}
   for item in items:
-    group = 'smoke_days' if item.path in uses_smoke_runs else item.path.name
-    item.add_marker(pytest.mark.xdist_group(group))
+    groups[item] = 'smoke_days' if item.path in uses_smoke_runs else item.path.name
+    item.add_marker(pytest.mark.xdist_group(groups[item]))
+  rank = {group: i for i, group in enumerate(LONGEST_GROUPS)}
+  items.sort(key=lambda item: rank.get(groups[item], len(rank)))  # stable
 
 
 def pytest_report_header(config):
