@@ -1,6 +1,7 @@
 """The runner turns TensorFlow's oneDNN kernels on for x86-64, unless the user chose."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -42,5 +43,5 @@ def test_the_runner_sets_it_before_tensorflow_is_imported():
   env = {k: v for k, v in os.environ.items() if k != onednn.ENV}
   result = subprocess.run([sys.executable, '-c', script], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
-  expected = onednn.default({}, __import__('platform').machine())
+  expected = onednn.default({}, platform.machine())
   assert result.stdout.split()[-3:] == ['2', str(expected), 'False'], result.stdout + result.stderr
