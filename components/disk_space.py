@@ -7,9 +7,11 @@ disk is full" from MLMD. `is_disk_full` recognizes them anywhere in an
 exception's chain, so the Pusher, the Trainer's checkpoint and the runner can
 all say the same plain thing: `the disk is full: <path> (<free> free)`.
 
-Files that a later run reads back (the Trainer's epoch journal) are written
-whole or not at all (`write_json`): a full disk must not turn a resumable run
-into one that fails on a truncated file.
+Files that a later run reads back (the Trainer's epoch journal, the Tuner's
+last_search.json) are written whole or not at all (`write_json`): a full disk
+must not turn a resumable run into one that fails on a truncated file, and
+processes that write the same file at once (a parallel search's chief and
+workers) leave one whole file, the last writer's.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import errno
 import json
 import os
 import shutil
+import uuid
 from typing import Any, Iterable, Iterator, Optional
 
 import tensorflow as tf
@@ -117,15 +120,16 @@ def tree_bytes(path: str) -> int:
   return total
 
 
-def write_json(path: str, value: Any) -> None:
+def write_json(path: str, value: Any, indent: Optional[int] = None) -> None:
   """Writes `path` whole or not at all: a temp file beside it, then a rename.
 
-  Raises DiskFullError, naming the directory, when the disk is full.
+  Each write has a temp file of its own, so concurrent writers never write into
+  each other's. Raises DiskFullError, naming the directory, when the disk is full.
   """
-  temp = f'{path}.partial'
+  temp = f'{path}.partial-{uuid.uuid4().hex}'
   try:
     with tf.io.gfile.GFile(temp, 'w') as f:
-      json.dump(value, f)
+      json.dump(value, f, indent=indent)
     tf.io.gfile.rename(temp, path, overwrite=True)
   except Exception as e:
     if tf.io.gfile.exists(temp):

@@ -362,3 +362,37 @@ def fake_model_dir(path: str, size: int, seed: int = 0) -> str:
   with open(os.path.join(path, 'variables', 'variables.data-00000-of-00001'), 'wb') as f:
     f.write(data[1024:])
   return path
+
+
+def write_with_another_writer_midway(monkeypatch, write_json, path: str) -> dict:
+  """`write_json`s a value; once its first bytes are on disk, another writer writes whole.
+
+  What a parallel search's chief and workers do to last_search.json at the same
+  time. Returns the first writer's value (it renames last, so it should win).
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  dump = json.dump
+  calls = []
+
+  class FlushedAndInterrupted:
+    def __init__(self, f):
+      self.f = f
+
+    def write(self, text):
+      self.f.write(text)
+      self.f.flush()
+      if calls == ['outer']:
+        # longer than the rest of the first writer's text: a shared file keeps its tail
+        write_json(path, {'by': 'tuner1', 'compute': {'tflop': 1.5, 'trials': list(range(20))}})
+
+  def dump_interrupted(value, f, **kwargs):
+    outer = not calls
+    calls.append('outer' if outer else 'inner')
+    dump(value, FlushedAndInterrupted(f) if outer else f, **kwargs)
+
+  monkeypatch.setattr(json, 'dump', dump_interrupted)
+  first = {'by': 'chief', 'compute': {'tflop': 0.0}}
+  write_json(path, first)
+  monkeypatch.setattr(json, 'dump', dump)
+  assert calls == ['outer', 'inner']
+  return first

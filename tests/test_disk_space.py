@@ -65,3 +65,12 @@ def test_full_disk_a_json_write_fails_whole_and_keeps_the_old_file(small_disk):
   with open(path) as f:
     assert json.load(f) == [{'epoch': 1}]
   assert sorted(os.listdir(small_disk)) == ['epoch_log.json', 'filler']
+
+
+
+def test_json_writers_at_once_leave_one_whole_file(tmp_path, monkeypatch):
+  path = str(tmp_path / 'last_search.json')
+  last = fixtures.write_with_another_writer_midway(monkeypatch, disk_space.write_json, path)
+  with open(path) as f:
+    assert json.load(f) == last  # the writer that renamed last
+  assert os.listdir(tmp_path) == ['last_search.json']

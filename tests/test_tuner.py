@@ -3,6 +3,7 @@
 import json
 import os
 
+import fixtures
 from tfx_pipeline import config
 from tuning import tuner
 
@@ -32,3 +33,12 @@ def test_a_finished_search_is_reused_until_retune_starts_the_next_generation(tmp
   # Later runs without --retune use the newest generation.
   assert tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)[0] == \
       'hyperband-abc-g1'
+
+
+def test_last_search_written_by_two_processes_at_once_stays_whole(tmp_path, monkeypatch):
+  # A parallel search's chief and workers each write it when their search ends.
+  path = str(tmp_path / tuner.LAST_SEARCH_FILE)
+  last = fixtures.write_with_another_writer_midway(monkeypatch, tuner.write_json, path)
+  with open(path) as f:
+    assert json.load(f) == last
+  assert os.listdir(tmp_path) == [tuner.LAST_SEARCH_FILE]

@@ -36,6 +36,7 @@ from tfx.v1.components import TunerFnResult
 
 from components import checkpoint
 from components import data as data_lib
+from components import disk_space
 from components import features
 from models import alexnet
 from models import flops
@@ -158,8 +159,8 @@ def after_search(tuner: keras_tuner.Tuner, action: Callable[[], None]) -> keras_
 
 
 def write_json(path: str, value: Any) -> None:
-  with tf.io.gfile.GFile(path, 'w') as f:
-    json.dump(value, f, indent=1)
+  """Whole or not at all: a parallel search's chief and workers all write last_search.json."""
+  disk_space.write_json(path, value, indent=1)
 
 
 def drop_checkpoints_when_done(tuner: keras_tuner.Tuner) -> keras_tuner.Tuner:
