@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help='cifar: five 3x3 convolutions for 32x32 inputs; paper: '
                           "Krizhevsky 2012's 11x11 stem (227x227 unless --image-size)")
   model.add_argument('--image-size', type=int, help='pixels per side after resize')
+  model.add_argument('--patch-whitening', action=argparse.BooleanOptionalAction, default=None,
+                     help="a frozen first layer that whitens 2x2 patches, its filters computed "
+                          "by Transform over the training split (no preset: unmeasured)")
   model.add_argument('--epochs', type=int, help='Trainer epochs')
   model.add_argument('--batch-size', type=int,
                      help='Trainer batch size, global across replicas (Tuner trials too)')
@@ -191,7 +194,8 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   image_size = args.image_size
   if args.model_variant == 'paper' and image_size is None and base.model.variant != 'paper':
     image_size = 227  # the paper's input size, unless asked otherwise
-  model = _set(base.model, variant=args.model_variant, image_size=image_size)
+  model = _set(base.model, variant=args.model_variant, image_size=image_size,
+               patch_whitening=args.patch_whitening)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
                test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,
@@ -425,8 +429,9 @@ def _run(args: argparse.Namespace, argv: Optional[List[str]]) -> int:
 def run_locally(args: argparse.Namespace, config: config_lib.PipelineConfig,
                 notes: List[str]) -> int:
   """The local run, with the pipeline root locked: components, summary, report."""
+  whitened = ', patch whitening' if config.model.patch_whitening else ''
   print(f'preset {config.preset}: {config.model.variant} AlexNet at '
-        f'{config.model.image_size}px, {config.train.epochs} epochs, tuner '
+        f'{config.model.image_size}px{whitened}, {config.train.epochs} epochs, tuner '
         f'{config.tune.algorithm if config.tune.enabled else "off"}, '
         f'floor {config.gate.min_accuracy:.2f}')
   print(f'data: {config.data.source_name}: ' + '\n      '.join(notes))

@@ -25,6 +25,9 @@ FORMAT_KEY = 'format'  # bytes: jpeg | png
 # Transformed features (the output of preprocessing_fn).
 TRANSFORMED_IMAGE_KEY = 'image_xf'  # float32 [size, size, 3], normalized per channel
 TRANSFORMED_LABEL_KEY = 'label_xf'  # int64 []
+# With --patch-whitening: the training split's patch-whitening filters, float32
+# [2*2*3*12], the same in every example (components/whitening.py).
+WHITENING_KEY = 'whitening_xf'
 
 # Serving contract.
 SERVING_SIGNATURE = 'serving_default'

@@ -37,6 +37,7 @@ from components import features
 from components import serving
 from components import tflite_export
 from components import warm_start
+from components import whitening
 from components.scale_out import keras_fit
 from models import alexnet
 from models import ema
@@ -185,10 +186,11 @@ def run_fn(fn_args) -> None:
       num_examples=n_eval if single else None),
       fn_args.eval_files, cluster_workers())
   steps_per_epoch = max(1, n_train // train.batch_size)
+  whitening_kernel = whitening.kernel_for(model_config, tft_output)
 
   with distribution.scope():
     model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
-                                len(class_names))
+                                len(class_names), whitening=whitening_kernel)
     start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
     epochs = train.warm_start_epochs if start.source else train.epochs
     if start.source:

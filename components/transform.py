@@ -2,7 +2,9 @@
 
 decode (JPEG/PNG, any size, gray/RGBA -> RGB) -> resize to `image_size` ->
 normalize with the training split's per-channel mean and std, computed by TFT
-analyzers in a full pass. The resulting graph runs in the Trainer's input
+analyzers in a full pass. With `patch_whitening` in the custom config, a third
+analyzer computes the patch-whitening filters that the model's first, frozen
+layer applies (components/whitening.py). The resulting graph runs in the Trainer's input
 pipeline and inside the exported SavedModel, so training and serving share it
 exactly. Nothing here is materialized to disk (Transform runs with
 materialize=False): 45k x 227x227x3 float32 would be ~31 GB.
@@ -16,6 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from components import features
+from components import whitening
 
 
 def decode_image(encoded: tf.Tensor, size: int) -> tf.Tensor:
@@ -66,14 +69,19 @@ def preprocessing_fn(inputs: Dict[str, tf.Tensor],
   size = int(custom_config['image_size'])
   images = decode_images(inputs[features.IMAGE_KEY], size)
   mean, std = channel_moments(images)
-  return {
-      features.TRANSFORMED_IMAGE_KEY: (images - mean) / std,
+  normalized = (images - mean) / std
+  outputs = {
+      features.TRANSFORMED_IMAGE_KEY: normalized,
       features.TRANSFORMED_LABEL_KEY: tf.reshape(inputs[features.LABEL_KEY], [-1]),
   }
+  if custom_config.get('patch_whitening'):
+    outputs[features.WHITENING_KEY] = whitening.per_example(
+        whitening.analyze(normalized), images)
+  return outputs
 
 
 def analyze_images(encoded_images: Sequence[bytes], labels: Sequence[int], image_size: int,
-                   output_dir: str) -> str:
+                   output_dir: str, patch_whitening: bool = False) -> str:
   """Builds a transform graph from in-memory images with Beam, outside any pipeline.
 
   The same preprocessing_fn and the same on-disk layout as TFX's Transform
@@ -90,7 +98,8 @@ def analyze_images(encoded_images: Sequence[bytes], labels: Sequence[int], image
   metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
   rows = [{features.IMAGE_KEY: [b], features.LABEL_KEY: [int(l)]}
           for b, l in zip(encoded_images, labels)]
-  fn = functools.partial(preprocessing_fn, custom_config={'image_size': image_size})
+  fn = functools.partial(preprocessing_fn, custom_config={'image_size': image_size,
+                                                         'patch_whitening': patch_whitening})
   with tft_beam.Context(temp_dir=os.path.join(output_dir, 'tmp'), force_tf_compat_v1=False):
     transform_fn = (rows, metadata) | tft_beam.AnalyzeDataset(fn)
     _ = transform_fn | tft_beam.WriteTransformFn(output_dir)

@@ -1,6 +1,7 @@
 """AlexNet in two variants, built from hyperparameters (Keras 3).
 
-`build_model(hp, variant, image_size, num_classes)` is pure: no data, no I/O.
+`build_model(hp, variant, image_size, num_classes, whitening=None)` is pure: no
+data, no I/O.
 It returns an uncompiled `keras.Model` that maps normalized float32 images
 [batch, size, size, 3] to class probabilities [batch, num_classes]. Both
 variants keep AlexNet's shape -- five convolutions, three max-pools, two wide
@@ -18,13 +19,21 @@ convolution.
   (24-64-128-64-64, two Dense 4096, no BatchNorm) reached ~35% in 3 epochs;
   this one is the variant the `cpu` preset trains (README.md has its figures).
 
+With `whitening` (a [2, 2, 3, 12] kernel from components/whitening.py), a
+frozen 2x2 convolution whitens every patch before conv 1 ('same' padding, so
+every later shape is unchanged). It is normalization, not a sixth learned
+convolution: its weights never train.
+
 Compute stays in the global Keras dtype policy (mixed_float16 on GPUs); the
 softmax output is always float32.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
+import numpy as np
 from keras import layers
 
 CIFAR_WIDTHS = (32, 64, 128, 256, 256)
@@ -35,6 +44,7 @@ PAPER_POOL_AFTER = (0, 1, 4)
 # BatchNorm moving averages: 0.9 (PyTorch's 0.1) instead of Keras' 0.99, so the
 # inference statistics are current after the few hundred steps of a tuning trial.
 BN_MOMENTUM = 0.9
+WHITENING_LAYER = 'whitening'
 
 
 def scaled(width: int, multiplier: float) -> int:
@@ -90,14 +100,28 @@ def _paper_features(x, width: float, lrn: bool):
   return x
 
 
-def build_model(hp, variant: str, image_size: int, num_classes: int) -> keras.Model:
-  """AlexNet for `hp` (keras_tuner.HyperParameters from tuning/search_space.py)."""
+def _whitening(x, kernel):
+  """The frozen patch-whitening convolution, its kernel set to `kernel`."""
+  layer = layers.Conv2D(kernel.shape[-1], kernel.shape[:2], padding='same', use_bias=False,
+                        trainable=False, name=WHITENING_LAYER)
+  x = layer(x)
+  layer.set_weights([kernel])
+  return x
+
+
+def build_model(hp, variant: str, image_size: int, num_classes: int,
+                whitening: Optional[np.ndarray] = None) -> keras.Model:
+  """AlexNet for `hp` (keras_tuner.HyperParameters from tuning/search_space.py).
+
+  `whitening`: patch-whitening filters for a frozen first layer, or None.
+  """
   inputs = keras.Input((image_size, image_size, 3), name='image')
   width = hp.get('width_multiplier')
+  x = inputs if whitening is None else _whitening(inputs, whitening)
   if variant == 'cifar':
-    x = _cifar_features(inputs, width)
+    x = _cifar_features(x, width)
   elif variant == 'paper':
-    x = _paper_features(inputs, width, hp.get('lrn'))
+    x = _paper_features(x, width, hp.get('lrn'))
   else:
     raise ValueError(f'unknown AlexNet variant {variant!r}; use cifar or paper')
   outputs = _head(x, hp.get('dense_units'), hp.get('dropout'), num_classes)

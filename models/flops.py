@@ -125,6 +125,8 @@ class ComputeLog(keras.callbacks.Callback):
 def preset_nets(preset: str, num_classes: int) -> Iterator[Tuple[Dict[str, Any], Any]]:
   """(architecture values, model) for every width and head size a preset can train."""
   # pylint: disable=g-import-not-at-top  # the CLI's needs only
+  import numpy as np
+  from components import whitening
   from models import alexnet
   from tfx_pipeline import config as config_lib
   from tuning import search_space
@@ -132,7 +134,9 @@ def preset_nets(preset: str, num_classes: int) -> Iterator[Tuple[Dict[str, Any],
   hp = search_space.search_space(config.tune, config.model.variant)
   for width, units in itertools.product(config.tune.width_multipliers, config.tune.dense_units):
     hp.values.update(width_multiplier=width, dense_units=units)
-    model = alexnet.build_model(hp, config.model.variant, config.model.image_size, num_classes)
+    kernel = np.zeros(whitening.KERNEL_SHAPE, 'float32') if config.model.patch_whitening else None
+    model = alexnet.build_model(hp, config.model.variant, config.model.image_size, num_classes,
+                                whitening=kernel)
     yield {'variant': config.model.variant, 'image_size': config.model.image_size,
            'width_multiplier': width, 'dense_units': units}, model
 

@@ -10,21 +10,24 @@ import dataclasses
 import glob
 import json
 import os
+import types
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.tfxio import tf_example_record
 
 import fixtures
 from components import data as data_lib
-from components import features, tflite_export, trainer, transform
+from components import features, tflite_export, trainer, transform, warm_start, whitening
 from components.serving_check import check as serving_check
-from models import flops
+from models import alexnet, flops
 from tfx_pipeline import config as config_lib
 from tfx_pipeline import pipeline as pipeline_lib
+from tuning import search_space
 from tuning import tuner as tuner_lib
 
 from test_example_gen import read_split, run_executor
@@ -150,6 +153,36 @@ def test_tuner_to_trainer_to_export_chain(tmp_path, artifacts):
   out = served.signatures[features.SERVING_SIGNATURE](image_bytes=tf.constant([blob]))
   assert out[features.PROBABILITIES].shape == (1, 10)
   np.testing.assert_allclose(out[features.PROBABILITIES].numpy().sum(), 1, atol=1e-5)
+
+
+
+def test_patch_whitening_is_trained_frozen_exported_and_kept_apart_on_warm_start(
+    tmp_path, artifacts):
+  uri, _ = artifacts
+  train = read_split(types.SimpleNamespace(uri=uri), 'train')
+  blobs = [e.features.feature[features.IMAGE_KEY].bytes_list.value[0] for e in train]
+  labels = [e.features.feature[features.LABEL_KEY].int64_list.value[0] for e in train]
+  graph = transform.analyze_images(blobs, labels, 32, str(tmp_path / 'transform'),
+                                   patch_whitening=True)
+  fn_args = make_fn_args(tmp_path, (uri, graph))
+  fn_args.custom_config['model']['patch_whitening'] = True
+  trainer.run_fn(fn_args)
+  assert serving_check.check(fn_args.serving_model_dir).ok  # TF Serving's loader path
+
+  # The trained model holds Transform's filters, untouched by training.
+  model_uri = os.path.dirname(fn_args.serving_model_dir)
+  hp = search_space.resolve(config_lib.smoke().tune, 'cifar')
+  kernel = whitening.read_kernel(tft.TFTransformOutput(graph))
+  trained = alexnet.build_model(hp, 'cifar', 32, 10, whitening=np.zeros_like(kernel))
+  trained.load_weights(os.path.join(warm_start.keras_dir(model_uri), warm_start.WEIGHTS_FILE))
+  np.testing.assert_array_equal(
+      trained.get_layer(alexnet.WHITENING_LAYER).get_weights()[0], kernel)
+  # A model without the layer does not warm-start from it, nor the reverse.
+  with open(os.path.join(warm_start.keras_dir(model_uri), warm_start.ARCHITECTURE_FILE)) as f:
+    classes = json.load(f)['class_names']
+  plain = alexnet.build_model(hp, 'cifar', 32, 10)
+  start = warm_start.plan(fn_args.serving_model_dir, plain, classes, enabled=True)
+  assert start.source is None and 'differs in architecture' in start.reason
 
 
 @pytest.fixture(scope='module')

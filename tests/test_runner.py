@@ -162,6 +162,7 @@ BAD_VALUES = {
     '--mixed-precision': (['--mixed-precision=yes'], "'yes'", 'ignored explicit argument'),
     '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
     '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
+    '--patch-whitening': (['--patch-whitening=no'], "'no'", 'ignored explicit argument'),
     '--ema-momentum': (['--ema-momentum', '1'], '1', r'ema_momentum must be in [0, 1)'),
     '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
     '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),

@@ -136,6 +136,9 @@ class ModelConfig:
   """The network: which AlexNet and at what input size."""
   variant: str = 'cifar'  # `cifar`: 5 convs for 32x32; `paper`: Krizhevsky 2012
   image_size: int = 32  # pixels per side after the transform's resize
+  # A frozen first layer of patch-whitening filters, computed by Transform
+  # (components/whitening.py). Off in every preset until measured.
+  patch_whitening: bool = False
 
   def __post_init__(self):
     _require(self.variant in VARIANTS,

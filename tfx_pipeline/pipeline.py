@@ -281,6 +281,7 @@ def create_pipeline(config: PipelineConfig, fixed_hparams: Optional[dict] = None
       materialize=False,
       disable_statistics=True,
       custom_config={'image_size': config.model.image_size,
+                     'patch_whitening': config.model.patch_whitening,
                      'code_digest': digest}).with_id('Transform')
   transform.add_upstream_node(example_gen)  # the window's channel does not order them
   transform.add_upstream_node(gate)  # nothing trains on data the gate refused

@@ -38,6 +38,7 @@ from components import checkpoint
 from components import data as data_lib
 from components import disk_space
 from components import features
+from components import whitening
 from models import alexnet
 from models import flops
 from models import training
@@ -188,8 +189,9 @@ def drop_checkpoints(project_dir: str) -> List[str]:
 
 
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
-                jit_compile: bool):
-  net = alexnet.build_model(hp, model.variant, model.image_size, num_classes)
+                jit_compile: bool, whitening_kernel=None):
+  net = alexnet.build_model(hp, model.variant, model.image_size, num_classes,
+                            whitening=whitening_kernel)
   return training.compile_model(net, hp, total_steps, jit_compile)  # no EMA: models/ema.py
 
 
@@ -223,7 +225,8 @@ def tuner_fn(fn_args) -> TunerFnResult:
   write_json(last_search, {'project': project, 'reason': why})
   hypermodel = functools.partial(
       _hypermodel, model=model, num_classes=len(class_names),
-      total_steps=steps_per_epoch * tune.max_epochs, jit_compile=train.jit_compile)
+      total_steps=steps_per_epoch * tune.max_epochs, jit_compile=train.jit_compile,
+      whitening_kernel=whitening.kernel_for(model, tft_output))
   tuner = drop_checkpoints_when_done(build_tuner(
       hypermodel, tune, search_space(tune, model.variant), settings['tuner_dir'], project))
   # Every trial's fit reports to `compute` (steps x batch: the input drops partial batches).
