@@ -4,9 +4,9 @@ decode (JPEG/PNG, any size, gray/RGBA -> RGB) -> resize to `image_size` ->
 normalize with the training split's per-channel mean and std, computed by TFT
 analyzers in a full pass. With `patch_whitening` in the custom config, a third
 analyzer computes the patch-whitening filters that the model's first, frozen
-layer applies (components/whitening.py). The resulting graph runs in the Trainer's input
-pipeline and inside the exported SavedModel, so training and serving share it
-exactly. Nothing here is materialized to disk (Transform runs with
+layer applies (components/whitening.py). The resulting graph runs in the
+Trainer's input pipeline and inside the exported SavedModel, so training and
+serving share it exactly. Nothing here is materialized to disk (Transform runs with
 materialize=False): 45k x 227x227x3 float32 would be ~31 GB.
 """
 
