@@ -140,8 +140,11 @@ def test_parallel_tuning_spreads_trials_and_drops_checkpoints_when_all_are_done(
     recorded[trial['trial_id']] = trial
   assert set(recorded) == set(ran)  # the oracle knows every trial, and only those
   assert all(t['status'] == 'COMPLETED' for t in recorded.values())
-  best = max(recorded.values(), key=lambda t: t['score'])
-  assert result.best_hyperparameters['values'] == best['hyperparameters']['values']
+  # The best is a trial with the top score (on the smoke data's few eval images,
+  # two trials can tie; keras-tuner then keeps either).
+  top = max(t['score'] for t in recorded.values())
+  assert result.best_hyperparameters['values'] in [
+      t['hyperparameters']['values'] for t in recorded.values() if t['score'] == top]
   # The weights existed while the workers ran, and are gone now that all are done.
   assert result.dropped
   assert not glob.glob(os.path.join(result.project_dir, 'trial_*', 'checkpoint*'))
