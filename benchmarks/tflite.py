@@ -56,9 +56,10 @@ def newest(pattern: str) -> str:
 
 
 def rebuild_model(model_uri: str, preset: str, num_classes: int, image_size: int,
-                  untrained: bool = False):
+                  untrained: bool = False, whitening=None):
   """The trained Keras model from `Format-Keras/` and the run's hyperparameters.json
-  (`untrained`: the preset's defaults, freshly initialized)."""
+  (`untrained`: the preset's defaults, freshly initialized). `whitening`: the
+  run's patch-whitening filters (components/whitening.read_kernel), or None."""
   from components import trainer  # pylint: disable=g-import-not-at-top
   from components import warm_start  # pylint: disable=g-import-not-at-top
   from models import alexnet  # pylint: disable=g-import-not-at-top
@@ -67,13 +68,15 @@ def rebuild_model(model_uri: str, preset: str, num_classes: int, image_size: int
   cfg = config_lib.preset(preset)
   if untrained:
     hp = search_space.resolve(cfg.tune, cfg.model.variant)
-    return alexnet.build_model(hp, cfg.model.variant, image_size, num_classes)
+    return alexnet.build_model(hp, cfg.model.variant, image_size, num_classes,
+                               whitening=whitening)
   run_dir = os.path.join(os.path.dirname(os.path.dirname(model_uri)), 'model_run',
                          os.path.basename(model_uri))
   with open(os.path.join(run_dir, trainer.HPARAMS_FILE)) as f:
     values = json.load(f)
   hp = search_space.resolve(cfg.tune, cfg.model.variant, fixed=values)
-  model = alexnet.build_model(hp, cfg.model.variant, image_size, num_classes)
+  model = alexnet.build_model(hp, cfg.model.variant, image_size, num_classes,
+                             whitening=whitening)
   warm_start.load(model, warm_start.keras_dir(model_uri))
   return model
 
@@ -105,6 +108,7 @@ def measure(model, tft_output, class_names, train_pattern, quantization, out_dir
             labels, reference, args) -> Dict:
   """Converts with `quantization` and scores the result on the eval split."""
   from components import tflite_export  # pylint: disable=g-import-not-at-top
+  from components import whitening  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   folder = tflite_export.export(
       model, tft_output, class_names, out_dir, quantization,
@@ -157,7 +161,9 @@ def main(argv=None) -> int:
   rows = {'SavedModel': {'accuracy': float(np.mean(reference.argmax(-1) == labels)),
                          'latency_ms': saved_model_latency_ms(signature, images)}}
 
-  model = rebuild_model(model_uri, args.preset, len(class_names), size, args.untrained)
+  # A run with --patch-whitening has the filters in its transform graph.
+  model = rebuild_model(model_uri, args.preset, len(class_names), size, args.untrained,
+                        whitening=whitening.read_kernel(tft_output))
   pixels = [tflite_export.pixels(b, size).numpy() for b in images]
   train = os.path.join(examples, 'Split-train', '*')
   with tempfile.TemporaryDirectory(prefix='tflite-bench-') as out_dir:

@@ -20,6 +20,14 @@ def test_the_search_key_ignores_data_but_not_model_tuning_or_classes():
   assert tuner.search_digest(SETTINGS, CLASSES + ['frog']) != key
 
 
+def test_a_model_switch_that_is_off_keeps_the_key_it_had_before_the_switch_existed():
+  switch = next(k for k, v in SETTINGS['model'].items() if v is False)
+  before = {**SETTINGS, 'model': {k: v for k, v in SETTINGS['model'].items() if k != switch}}
+  assert tuner.search_digest(SETTINGS, CLASSES) == tuner.search_digest(before, CLASSES)
+  on = {**SETTINGS, 'model': {**SETTINGS['model'], switch: True}}
+  assert tuner.search_digest(on, CLASSES) != tuner.search_digest(SETTINGS, CLASSES)
+
+
 def test_a_finished_search_is_reused_until_retune_starts_the_next_generation(tmp_path):
   tuner_dir = str(tmp_path)
   project, why = tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)

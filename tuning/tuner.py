@@ -91,10 +91,13 @@ def search_digest(module_config: Dict[str, Any], class_names: List[str]) -> str:
   The data's artifact URIs are left out on purpose: a new span (or any new
   data) reuses the finished search instead of searching again. `retune`
   is left out too; it moves to a new generation instead (`choose_project`).
+  So are the model's switches that are off: a release that adds one (off by
+  default, like `patch_whitening`) keeps the key of the searches before it,
+  and an upgrade does not search again.
   """
   tune = {k: v for k, v in module_config['tune'].items() if k != 'retune'}
-  key = json.dumps({'model': module_config['model'], 'tune': tune, 'classes': class_names},
-                   sort_keys=True)
+  model = {k: v for k, v in module_config['model'].items() if v is not False}
+  key = json.dumps({'model': model, 'tune': tune, 'classes': class_names}, sort_keys=True)
   return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
