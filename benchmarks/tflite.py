@@ -108,7 +108,6 @@ def measure(model, tft_output, class_names, train_pattern, quantization, out_dir
             labels, reference, args) -> Dict:
   """Converts with `quantization` and scores the result on the eval split."""
   from components import tflite_export  # pylint: disable=g-import-not-at-top
-  from components import whitening  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   folder = tflite_export.export(
       model, tft_output, class_names, out_dir, quantization,
@@ -142,6 +141,7 @@ def main(argv=None) -> int:
   import tensorflow_transform as tft  # pylint: disable=g-import-not-at-top
   from components import features  # pylint: disable=g-import-not-at-top
   from components import tflite_export  # pylint: disable=g-import-not-at-top
+  from components import whitening  # pylint: disable=g-import-not-at-top
 
   root = args.pipeline_root
   model_uri = newest(os.path.join(root, 'Trainer', 'model', '*'))
