@@ -169,11 +169,13 @@ def check_space(model_path: str, serving_dir: str) -> None:
 
 
 def push(model_path: str, serving_dir: str, now=time.time,
-         before_rename: Optional[Callable[[str], None]] = None) -> int:
+         before_rename: Optional[Callable[[str, int], None]] = None) -> int:
   """Places a copy of `model_path` at `serving_dir/<new version>/` atomically.
 
-  `before_rename(copy_dir)` may add files to the copy before it becomes a
-  version (the model card). Returns the version. If `model_path` was pushed
+  `before_rename(copy_dir, version)` may add files to the copy before it
+  becomes `version` (the model card, which names it); it is called again with
+  the next number if a concurrent push claims that one first. Returns the
+  version. If `model_path` was pushed
   before, returns that version and copies nothing. Raises DiskFullError when
   the disk is full, leaving `serving_dir` without a new version or a temporary
   copy.
@@ -192,9 +194,7 @@ def push(model_path: str, serving_dir: str, now=time.time,
     copy_model(model_path, temp_dir)
     with open(os.path.join(temp_dir, PUSH_RECORD), 'w') as f:
       json.dump({'model_path': model_path, 'pushed_at': now()}, f)
-    if before_rename is not None:
-      before_rename(temp_dir)
-    return _rename_to_next_version(temp_dir, serving_dir, now)
+    return _rename_to_next_version(temp_dir, serving_dir, now, before_rename)
   except BaseException as e:
     shutil.rmtree(temp_dir, ignore_errors=True)
     if isinstance(e, Exception) and disk_space.is_disk_full(e):
@@ -204,9 +204,12 @@ def push(model_path: str, serving_dir: str, now=time.time,
     raise
 
 
-def _rename_to_next_version(temp_dir: str, serving_dir: str, now) -> int:
+def _rename_to_next_version(temp_dir: str, serving_dir: str, now,
+                            before_rename: Optional[Callable[[str, int], None]]) -> int:
   for _ in range(_RENAME_ATTEMPTS):
     version = next_version(version_numbers(os.listdir(serving_dir)), now())
+    if before_rename is not None:
+      before_rename(temp_dir, version)
     target = os.path.join(serving_dir, str(version))
     try:
       os.rename(temp_dir, target)  # fails on a non-empty target: never overwrites a version

@@ -209,6 +209,10 @@ def test_the_pusher_writes_the_card_into_the_version_before_it_appears(tmp_path,
   version, = run_pusher(tmp_path, smoke_config(tmp_path))
   assert seen == [['model_card.html', 'model_card.md']]
   md = open(os.path.join(version, 'assets.extra', 'model_card.md')).read()
+  page = open(os.path.join(version, 'assets.extra', 'model_card.html')).read()
+  number = os.path.basename(version)  # the card names the version it became
+  assert md.startswith(f'# cifar10-alexnet: model card, version {number}\n')
+  assert f' as version {number} from ' in md and f' as version <b>{number}</b> ' in page
   # No run in MLMD here: every run fact is a sentence; the signatures come from the model.
   assert 'No data counts: the ImageExampleGen did not run in this run' in md
   assert '| input | image_bytes | string | (None) |' in md

@@ -166,6 +166,7 @@ def test_the_pushed_version_carries_its_model_card(first_run):
       assert text.count(name) >= 3, name
     assert 'serving_default' in text and 'serving_tf_example' in text and 'image_bytes' in text
   assert f'Eval accuracy **{accuracy}**' in md
+  assert md.startswith(f'# cifar10-alexnet: model card, version {day.pushed[0]}\n')
   assert all(f'| {name} | ' in md for name in CLASSES)  # per-class rows
   pngs = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
   assert len(pngs) == 3  # images per class, curves, confusion matrix

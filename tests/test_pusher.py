@@ -120,6 +120,22 @@ def test_two_pushes_in_the_same_second_get_different_versions(model_uris, tmp_pa
   assert (a, b) == (1700000000, 1700000001)
 
 
+def test_the_hook_before_the_rename_is_told_the_version_the_copy_becomes(model_uris, tmp_path):
+  serving_dir = str(tmp_path / 'serving')
+  clock = lambda: 1700000000.5  # noqa: E731
+  told = []
+
+  def hook(copy_dir, version):  # e.g. the model card, which names its version
+    told.append(version)
+    if len(told) == 1:  # a concurrent push claims this number while the card is written
+      os.makedirs(os.path.join(serving_dir, str(version)))
+      open(os.path.join(serving_dir, str(version), 'saved_model.pb'), 'wb').close()
+
+  version = pusher.push(os.path.join(model_uris[0], 'Format-Serving'), serving_dir, now=clock,
+                        before_rename=hook)
+  assert told == [1700000000, 1700000001] and version == 1700000001  # told again, the new one
+
+
 def test_no_numeric_directory_is_visible_while_copying(model_uris, tmp_path, monkeypatch):
   serving_dir = str(tmp_path / 'serving')
   seen_during_copy = []

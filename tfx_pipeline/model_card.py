@@ -290,11 +290,13 @@ def evaluation_context(facts: RunFacts, rows: Sequence[Mapping[str, Any]]) -> Di
 
 
 def card_context(facts: RunFacts, signatures: Union[List[Signature], Missing],
-                 name: str, model_path: str, created: float) -> Dict[str, Any]:
+                 name: str, model_path: str, created: float,
+                 version: Optional[int] = None) -> Dict[str, Any]:
   """Everything both templates show, from the run's facts and the model's signatures."""
   rows = class_rows(facts)
   return {
-      'title': f'{name}: model card',
+      'title': f'{name}: model card' + (f', version {version}' if version is not None else ''),
+      'version': version,
       'created': datetime.datetime.fromtimestamp(created).strftime('%Y-%m-%d %H:%M:%S'),
       'model_path': model_path, 'preset': facts.preset, 'pipeline_root': facts.pipeline_root,
       'class_names': list(facts.class_names),
@@ -336,10 +338,11 @@ def render_markdown(context: Mapping[str, Any]) -> str:
 
 
 def write_card(version_dir: str, facts: RunFacts, name: str, model_path: str,
-               created: float) -> List[str]:
+               created: float, version: Optional[int] = None) -> List[str]:
   """Writes both cards into `<version_dir>/assets.extra/`; returns their paths."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  context = card_context(facts, read_signatures(version_dir), name, model_path, created)
+  context = card_context(facts, read_signatures(version_dir), name, model_path, created,
+                         version)
   folder = os.path.join(version_dir, ASSETS_EXTRA)
   tf.io.gfile.makedirs(folder)
   paths = []
@@ -375,7 +378,7 @@ def run_start(metadata_path: str, pipeline_run_id: Optional[str]) -> float:
 
 
 def for_push(exec_properties: Mapping[str, Any], pipeline_run_id: Optional[str],
-             model_path: str) -> Optional[Callable[[str], None]]:
+             model_path: str) -> Optional[Callable[[str, int], None]]:
   """The Pusher's hook: writes the card into a version directory before it appears.
 
   None when the Pusher was given no config (a pipeline built elsewhere). A card
@@ -387,11 +390,11 @@ def for_push(exec_properties: Mapping[str, Any], pipeline_run_id: Optional[str],
     return None
   config = config_lib.pipeline_config_from_dict(values[CONFIG_KEY])
 
-  def write(version_dir: str) -> None:
+  def write(version_dir: str, version: int) -> None:
     try:
       facts = run_facts.gather(config, run_start(config.metadata_path, pipeline_run_id))
       for path in write_card(version_dir, facts, config.pipeline_name, model_path,
-                             datetime.datetime.now().timestamp()):
+                             datetime.datetime.now().timestamp(), version):
         logging.info('Model card: %s', path)
     except Exception as e:  # pylint: disable=broad-except
       if disk_space.is_disk_full(e):
