@@ -6,8 +6,9 @@ Takes the newest Trainer model, Transform graph and Examples under ROOT,
 rebuilds the trained Keras model from the model's `Format-Keras/` weights and
 its run's hyperparameters (the preset gives the variant and search space),
 and converts it as the Trainer does (components/tflite_export.py) with each
-quantization: float, dynamic, int8 (calibrated on the training split). Then,
-on the eval split:
+quantization: float, dynamic, int8 (calibrated on the training split), and
+with the test-time flip when the SavedModel serves with it (the export does
+not record it: `serves_flipped` asks the model). Then, on the eval split:
 
 - the SavedModel's accuracy through `serving_default` on the encoded bytes;
 - each TFLite model's accuracy through the TFLite interpreter, one image at a
@@ -81,6 +82,25 @@ def rebuild_model(model_uri: str, preset: str, num_classes: int, image_size: int
   return model
 
 
+def serves_flipped(model, tft_output, pixels: List[np.ndarray], reference: np.ndarray,
+                   count: int = 64) -> bool:
+  """Whether the SavedModel averages each image with its mirror (test-time flip).
+
+  The export does not record it, so this asks the model: the rebuilt network on
+  the first `count` images, alone and averaged with their mirrors; the answer
+  closer to the SavedModel's `reference` probabilities says which it serves.
+  """
+  from components import tflite_export  # pylint: disable=g-import-not-at-top
+  size = pixels[0].shape[0]
+  pixel_map = tflite_export.fit_pixel_map(tflite_export.transform_pixels_of(tft_output, size),
+                                          size)
+  x = pixel_map.apply(np.stack(pixels[:count])).astype(np.float32)
+  alone = np.asarray(model(x, training=False), dtype=np.float64)
+  averaged = (alone + np.asarray(model(x[:, :, ::-1], training=False), dtype=np.float64)) / 2
+  want = reference[:count]
+  return bool(np.abs(averaged - want).max() < np.abs(alone - want).max())
+
+
 def latency_ms(interpreter, images: List[np.ndarray]) -> Dict[str, float]:
   for image in images[:10]:
     interpreter.predict_one(image)
@@ -105,13 +125,14 @@ def saved_model_latency_ms(signature, images: List[bytes]) -> Dict[str, float]:
 
 
 def measure(model, tft_output, class_names, train_pattern, quantization, out_dir, pixels,
-            labels, reference, args) -> Dict:
-  """Converts with `quantization` and scores the result on the eval split."""
+            labels, reference, args, test_time_flip: bool) -> Dict:
+  """Converts with `quantization` (and the flip the SavedModel serves with), scores it."""
   from components import tflite_export  # pylint: disable=g-import-not-at-top
   start = time.perf_counter()
   folder = tflite_export.export(
       model, tft_output, class_names, out_dir, quantization,
-      lambda: tflite_export.split_images([train_pattern], args.representative_images))
+      lambda: tflite_export.split_images([train_pattern], args.representative_images),
+      test_time_flip)
   seconds = time.perf_counter() - start
   path = os.path.join(folder, tflite_export.MODEL_FILE)
   interpreter = tflite_export.Interpreter(path, num_threads=args.threads)
@@ -142,6 +163,7 @@ def main(argv=None) -> int:
   from components import features  # pylint: disable=g-import-not-at-top
   from components import tflite_export  # pylint: disable=g-import-not-at-top
   from components import whitening  # pylint: disable=g-import-not-at-top
+  from tfx_pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
 
   root = args.pipeline_root
   model_uri = newest(os.path.join(root, 'Trainer', 'model', '*'))
@@ -165,13 +187,18 @@ def main(argv=None) -> int:
   model = rebuild_model(model_uri, args.preset, len(class_names), size, args.untrained,
                         whitening=whitening.read_kernel(tft_output))
   pixels = [tflite_export.pixels(b, size).numpy() for b in images]
+  # As the Trainer converts: with the test-time flip when the SavedModel has it.
+  flip = (config_lib.preset(args.preset).train.test_time_flip if args.untrained
+          else serves_flipped(model, tft_output, pixels, reference))
+  print(f'test-time flip: {"on" if flip else "off"}', file=sys.stderr)
   train = os.path.join(examples, 'Split-train', '*')
   with tempfile.TemporaryDirectory(prefix='tflite-bench-') as out_dir:
     for quantization in args.quantizations.split(','):
       rows[quantization] = measure(model, tft_output, class_names, train, quantization,
                                    os.path.join(out_dir, quantization), pixels, labels,
-                                   reference, args)
-  print(f'{len(labels)} eval images, {size}x{size}, interpreter threads {args.threads}')
+                                   reference, args, flip)
+  print(f'{len(labels)} eval images, {size}x{size}, interpreter threads {args.threads}, '
+        f'test-time flip {"on" if flip else "off"}')
   print('| model | accuracy | top-1 agreement | max prob. difference | size | '
         'batch-1 latency median / p90 |')
   print('|---|---|---|---|---|---|')
@@ -188,7 +215,7 @@ def main(argv=None) -> int:
     print(f"| TFLite {name} | {scores}{row['bytes'] / 1e6:.2f} MB | "
           f"{row['latency_ms']['median']:.2f} / {row['latency_ms']['p90']:.2f} ms |")
   print(json.dumps({'images': len(labels), 'image_size': size, 'threads': args.threads,
-                    'rows': rows}))
+                    'test_time_flip': flip, 'rows': rows}))
   return 0
 
 
