@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument('--patch-whitening', action=argparse.BooleanOptionalAction, default=None,
                      help="a frozen first layer that whitens 2x2 patches, its filters computed "
                           "by Transform over the training split (no preset: unmeasured)")
+  model.add_argument('--conv-widths', type=_widths, metavar='C1,C2,C3,C4,C5',
+                     help='channels of the five convolutions before the width multiplier '
+                          '(cifar default: 32,64,128,256,256)')
   model.add_argument('--epochs', type=int, help='Trainer epochs')
   model.add_argument('--batch-size', type=int,
                      help='Trainer batch size, global across replicas (Tuner trials too)')
@@ -176,6 +179,15 @@ def _path(path: Optional[str]) -> Optional[str]:
   return os.path.abspath(os.path.expanduser(path))
 
 
+def _widths(text: str) -> Tuple[int, ...]:
+  """'64,128,256,256,256' -> (64, 128, 256, 256, 256); ModelConfig checks the count."""
+  try:
+    return tuple(int(w) for w in text.split(','))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f'expected channel counts separated by commas, got {text!r}') from None
+
+
 def _set(obj, **changes):
   """dataclasses.replace with only the values that were given."""
   changes = {k: v for k, v in changes.items() if v is not None}
@@ -195,7 +207,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   if args.model_variant == 'paper' and image_size is None and base.model.variant != 'paper':
     image_size = 227  # the paper's input size, unless asked otherwise
   model = _set(base.model, variant=args.model_variant, image_size=image_size,
-               patch_whitening=args.patch_whitening)
+               patch_whitening=args.patch_whitening, conv_widths=args.conv_widths)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
                test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,

@@ -190,7 +190,8 @@ def run_fn(fn_args) -> None:
 
   with distribution.scope():
     model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
-                                len(class_names), whitening=whitening_kernel)
+                                len(class_names), whitening=whitening_kernel,
+                                conv_widths=model_config.conv_widths)
     start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
     epochs = train.warm_start_epochs if start.source else train.epochs
     if start.source:

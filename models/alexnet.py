@@ -1,7 +1,7 @@
 """AlexNet in two variants, built from hyperparameters (Keras 3).
 
-`build_model(hp, variant, image_size, num_classes, whitening=None)` is pure: no
-data, no I/O.
+`build_model(hp, variant, image_size, num_classes, whitening=None,
+conv_widths=None)` is pure: no data, no I/O.
 It returns an uncompiled `keras.Model` that maps normalized float32 images
 [batch, size, size, 3] to class probabilities [batch, num_classes]. Both
 variants keep AlexNet's shape -- five convolutions, three max-pools, two wide
@@ -30,7 +30,7 @@ softmax output is always float32.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import keras
 import numpy as np
@@ -83,15 +83,15 @@ def _head(x, units: int, dropout: float, num_classes: int):
   return layers.Activation('softmax', dtype='float32', name='probabilities')(x)
 
 
-def _cifar_features(x, width: float):
-  for i, base in enumerate(CIFAR_WIDTHS):
+def _cifar_features(x, width: float, widths):
+  for i, base in enumerate(widths):
     x = _conv_bn_relu(x, scaled(base, width), 3, f'conv{i + 1}',
                       pool=2 if i in CIFAR_POOL_AFTER else 0)
   return x
 
 
-def _paper_features(x, width: float, lrn: bool):
-  for i, (base, kernel) in enumerate(zip(PAPER_WIDTHS, PAPER_KERNELS)):
+def _paper_features(x, width: float, lrn: bool, widths):
+  for i, (base, kernel) in enumerate(zip(widths, PAPER_KERNELS)):
     x = _conv_bn_relu(x, scaled(base, width), kernel, f'conv{i + 1}',
                       strides=4 if i == 0 else 1, padding='valid' if i == 0 else 'same',
                       pool=3 if i in PAPER_POOL_AFTER else 0)
@@ -110,18 +110,21 @@ def _whitening(x, kernel):
 
 
 def build_model(hp, variant: str, image_size: int, num_classes: int,
-                whitening: Optional[np.ndarray] = None) -> keras.Model:
+                whitening: Optional[np.ndarray] = None,
+                conv_widths: Optional[Sequence[int]] = None) -> keras.Model:
   """AlexNet for `hp` (keras_tuner.HyperParameters from tuning/search_space.py).
 
   `whitening`: patch-whitening filters for a frozen first layer, or None.
+  `conv_widths`: the five convolutions' channels before the width multiplier
+  (ModelConfig.conv_widths); None: the variant's own (CIFAR_WIDTHS, PAPER_WIDTHS).
   """
   inputs = keras.Input((image_size, image_size, 3), name='image')
   width = hp.get('width_multiplier')
   x = inputs if whitening is None else _whitening(inputs, whitening)
   if variant == 'cifar':
-    x = _cifar_features(x, width)
+    x = _cifar_features(x, width, conv_widths or CIFAR_WIDTHS)
   elif variant == 'paper':
-    x = _paper_features(x, width, hp.get('lrn'))
+    x = _paper_features(x, width, hp.get('lrn'), conv_widths or PAPER_WIDTHS)
   else:
     raise ValueError(f'unknown AlexNet variant {variant!r}; use cifar or paper')
   outputs = _head(x, hp.get('dense_units'), hp.get('dropout'), num_classes)

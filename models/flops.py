@@ -31,6 +31,7 @@ prints, for the `cpu` preset's `cifar` net at 32x32: 53.68 MFLOP with the
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -122,8 +123,12 @@ class ComputeLog(keras.callbacks.Callback):
     return record([tuple(fit) for fit in self.fits])
 
 
-def preset_nets(preset: str, num_classes: int) -> Iterator[Tuple[Dict[str, Any], Any]]:
-  """(architecture values, model) for every width and head size a preset can train."""
+def preset_nets(preset: str, num_classes: int, conv_widths: Optional[Tuple[int, ...]] = None
+                ) -> Iterator[Tuple[Dict[str, Any], Any]]:
+  """(architecture values, model) for every width and head size a preset can train.
+
+  `conv_widths` replaces the preset's own (as `--conv-widths` does for a run).
+  """
   # pylint: disable=g-import-not-at-top  # the CLI's needs only
   import numpy as np
   from components import whitening
@@ -131,13 +136,17 @@ def preset_nets(preset: str, num_classes: int) -> Iterator[Tuple[Dict[str, Any],
   from tfx_pipeline import config as config_lib
   from tuning import search_space
   config = config_lib.preset(preset)
+  if conv_widths:
+    config = dataclasses.replace(
+        config, model=dataclasses.replace(config.model, conv_widths=tuple(conv_widths)))
   hp = search_space.search_space(config.tune, config.model.variant)
   for width, units in itertools.product(config.tune.width_multipliers, config.tune.dense_units):
     hp.values.update(width_multiplier=width, dense_units=units)
     kernel = np.zeros(whitening.KERNEL_SHAPE, 'float32') if config.model.patch_whitening else None
     model = alexnet.build_model(hp, config.model.variant, config.model.image_size, num_classes,
-                                whitening=kernel)
+                                whitening=kernel, conv_widths=config.model.conv_widths)
     yield {'variant': config.model.variant, 'image_size': config.model.image_size,
+           **({'conv_widths': config.model.conv_widths} if config.model.conv_widths else {}),
            'width_multiplier': width, 'dense_units': units}, model
 
 
@@ -145,8 +154,10 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--preset', default='cpu', help='smoke, cpu or full')
   parser.add_argument('--num-classes', type=int, default=10)
+  parser.add_argument('--conv-widths', type=lambda s: tuple(int(w) for w in s.split(',')),
+                      help='the five convolutions\' channels, e.g. 64,128,256,256,256')
   args = parser.parse_args(argv)
-  for values, model in preset_nets(args.preset, args.num_classes):
+  for values, model in preset_nets(args.preset, args.num_classes, args.conv_widths):
     forward = forward_flops(model)
     words = ', '.join(f'{k} {v}' for k, v in values.items())
     print(f'{args.preset}: {words}: {forward / 1e6:.2f} MFLOP forward per image '

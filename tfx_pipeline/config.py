@@ -139,8 +139,14 @@ class ModelConfig:
   # A frozen first layer of patch-whitening filters, computed by Transform
   # (components/whitening.py). Off in every preset until measured.
   patch_whitening: bool = False
+  # Channels of the five convolutions before the Tuner's width multiplier;
+  # None: the variant's own (models/alexnet.py: 32-64-128-256-256 for `cifar`).
+  conv_widths: Optional[Tuple[int, ...]] = None
 
   def __post_init__(self):
+    _require(self.conv_widths is None
+             or (len(self.conv_widths) == 5 and all(w >= 1 for w in self.conv_widths)),
+             f'conv_widths must be five positive channel counts, got {self.conv_widths}')
     _require(self.variant in VARIANTS,
              f'model variant must be one of {VARIANTS}, got {self.variant!r}')
     minimum = MIN_IMAGE_SIZE[self.variant]

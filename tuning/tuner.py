@@ -91,12 +91,12 @@ def search_digest(module_config: Dict[str, Any], class_names: List[str]) -> str:
   The data's artifact URIs are left out on purpose: a new span (or any new
   data) reuses the finished search instead of searching again. `retune`
   is left out too; it moves to a new generation instead (`choose_project`).
-  So are the model's switches that are off: a release that adds one (off by
-  default, like `patch_whitening`) keeps the key of the searches before it,
+  So are the model's switches that are off or unset: a release that adds one
+  (off by default, like `patch_whitening`, or None, like `conv_widths`) keeps the key of the searches before it,
   and an upgrade does not search again.
   """
   tune = {k: v for k, v in module_config['tune'].items() if k != 'retune'}
-  model = {k: v for k, v in module_config['model'].items() if v is not False}
+  model = {k: v for k, v in module_config['model'].items() if v is not False and v is not None}
   key = json.dumps({'model': model, 'tune': tune, 'classes': class_names}, sort_keys=True)
   return hashlib.sha256(key.encode()).hexdigest()[:12]
 
@@ -194,7 +194,7 @@ def drop_checkpoints(project_dir: str) -> List[str]:
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
                 jit_compile: bool, whitening_kernel=None):
   net = alexnet.build_model(hp, model.variant, model.image_size, num_classes,
-                            whitening=whitening_kernel)
+                            whitening=whitening_kernel, conv_widths=model.conv_widths)
   return training.compile_model(net, hp, total_steps, jit_compile)  # no EMA: models/ema.py
 
 
