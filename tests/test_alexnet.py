@@ -42,6 +42,17 @@ def test_width_multiplier_scales_channels():
   assert model.output_shape == (None, 3)
 
 
+def test_conv_widths_set_each_convolution_before_the_width_multiplier():
+  widths = (64, 128, 256, 256, 128)
+  model = alexnet.build_model(hp_for('cifar', width_multiplier=1.0, dense_units=512),
+                              'cifar', 32, 10, conv_widths=widths)
+  assert [model.get_layer(f'conv{i}_conv').filters for i in range(1, 6)] == list(widths)
+  assert model.get_layer('fc1').kernel.shape == (4 * 4 * 128, 512)
+  half = alexnet.build_model(hp_for('cifar', width_multiplier=0.5, dense_units=64),
+                             'cifar', 32, 10, conv_widths=widths)
+  assert [half.get_layer(f'conv{i}_conv').filters for i in range(1, 6)] == [32, 64, 128, 128, 64]
+
+
 def test_paper_variant_matches_krizhevsky_at_227():
   model = alexnet.build_model(hp_for('paper', width_multiplier=1.0, dense_units=4096,
                                      lrn=True), 'paper', 227, 10)

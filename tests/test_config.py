@@ -26,6 +26,8 @@ def test_unknown_preset_is_refused():
     ('train', {'ema_momentum': -0.5}, r'ema_momentum must be in \[0, 1\)'),
     ('model', {'variant': 'paper', 'image_size': 32}, 'too small|out of range'),
     ('model', {'variant': 'vgg'}, 'variant'),
+    ('model', {'conv_widths': (64, 128, 256, 256)}, 'conv_widths must be five'),
+    ('model', {'conv_widths': (64, 128, 0, 256, 256)}, 'conv_widths must be five positive'),
     ('tune', {'algorithm': 'grid'}, 'tuner must be one of'),
     ('gate', {'min_accuracy': 2.0}, 'min accuracy'),
     ('data', {'on_bad_image': 'ignore'}, 'on_bad_image'),

@@ -67,6 +67,16 @@ def test_the_cpu_preset_nets_are_about_54_and_59_mflop():
   assert counted == {512: 53_684_224, 1024: 59_461_632}
 
 
+def test_other_conv_widths_are_counted_from_the_layers_they_build():
+  (values, model), = [(v, m) for v, m in flops.preset_nets('cpu', 10, (64, 128, 256, 256, 128))
+                      if v['dense_units'] == 512]
+  assert values['conv_widths'] == (64, 128, 256, 256, 128)
+  convolutions = 2 * 9 * (3 * 64 * 32 * 32 + 64 * 128 * 16 * 16 + 128 * 256 * 8 * 8
+                          + 256 * 256 * 4 * 4 + 256 * 128 * 4 * 4)
+  head = 2 * (4 * 4 * 128 * 512 + 512 * 512 + 512 * 10)
+  assert flops.forward_flops(model) == convolutions + head
+
+
 def test_a_record_sums_fits_at_three_times_the_forward_pass():
   record = flops.record([(50_000_000, 1_000), (60_000_000, 2_000)])
   assert record['images'] == 3_000

@@ -98,7 +98,7 @@ def test_flags_override_the_preset(tmp_path):
       '--preset', 'cpu', '--image-dir', str(tmp_path), '--epochs', '3', '--trials', '2',
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
       '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
-      '--ema-momentum', '0.99'])
+      '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
@@ -106,6 +106,8 @@ def test_flags_override_the_preset(tmp_path):
   # It reaches the Trainer: run_fn rebuilds TrainConfig from the module config.
   settings = json.loads(json.dumps(cfg.module_config()))
   assert pipeline_runner.config_lib.train_config_from_dict(settings['train']).ema_momentum == 0.99
+  assert pipeline_runner.config_lib.model_config_from_dict(
+      settings['model']).conv_widths == (64, 128, 256, 256, 256)
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
   assert cfg.gate.min_accuracy == 0.5
   assert cfg.beam_workers == 2 and cfg.beam_args == ('--x=1',)
@@ -163,6 +165,8 @@ BAD_VALUES = {
     '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
     '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
     '--patch-whitening': (['--patch-whitening=no'], "'no'", 'ignored explicit argument'),
+    '--conv-widths': (['--conv-widths', '64,128,256'], '(64, 128, 256)',
+                      'conv_widths must be five positive channel counts'),
     '--ema-momentum': (['--ema-momentum', '1'], '1', r'ema_momentum must be in [0, 1)'),
     '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
     '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),

@@ -28,6 +28,15 @@ def test_a_model_switch_that_is_off_keeps_the_key_it_had_before_the_switch_exist
   assert tuner.search_digest(on, CLASSES) != tuner.search_digest(SETTINGS, CLASSES)
 
 
+def test_unset_conv_widths_keep_the_key_and_set_ones_change_it():
+  assert SETTINGS['model']['conv_widths'] is None
+  before = {**SETTINGS, 'model': {k: v for k, v in SETTINGS['model'].items()
+                                  if k != 'conv_widths'}}
+  assert tuner.search_digest(SETTINGS, CLASSES) == tuner.search_digest(before, CLASSES)
+  wider = {**SETTINGS, 'model': {**SETTINGS['model'], 'conv_widths': [64, 128, 256, 256, 256]}}
+  assert tuner.search_digest(wider, CLASSES) != tuner.search_digest(SETTINGS, CLASSES)
+
+
 def test_a_finished_search_is_reused_until_retune_starts_the_next_generation(tmp_path):
   tuner_dir = str(tmp_path)
   project, why = tuner.choose_project(tuner_dir, 'hyperband', 'abc', retune=False)
