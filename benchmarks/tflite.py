@@ -57,27 +57,29 @@ def newest(pattern: str) -> str:
 
 
 def rebuild_model(model_uri: str, preset: str, num_classes: int, image_size: int,
-                  untrained: bool = False, whitening=None):
+                  untrained: bool = False, whitening=None, conv_widths=None):
   """The trained Keras model from `Format-Keras/` and the run's hyperparameters.json
   (`untrained`: the preset's defaults, freshly initialized). `whitening`: the
-  run's patch-whitening filters (components/whitening.read_kernel), or None."""
+  run's patch-whitening filters (components/whitening.read_kernel), or None.
+  `conv_widths`: the run's --conv-widths, or None for the preset's."""
   from components import trainer  # pylint: disable=g-import-not-at-top
   from components import warm_start  # pylint: disable=g-import-not-at-top
   from models import alexnet  # pylint: disable=g-import-not-at-top
   from tfx_pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   from tuning import search_space  # pylint: disable=g-import-not-at-top
   cfg = config_lib.preset(preset)
+  conv_widths = conv_widths or cfg.model.conv_widths
   if untrained:
     hp = search_space.resolve(cfg.tune, cfg.model.variant)
     return alexnet.build_model(hp, cfg.model.variant, image_size, num_classes,
-                               whitening=whitening)
+                               whitening=whitening, conv_widths=conv_widths)
   run_dir = os.path.join(os.path.dirname(os.path.dirname(model_uri)), 'model_run',
                          os.path.basename(model_uri))
   with open(os.path.join(run_dir, trainer.HPARAMS_FILE)) as f:
     values = json.load(f)
   hp = search_space.resolve(cfg.tune, cfg.model.variant, fixed=values)
   model = alexnet.build_model(hp, cfg.model.variant, image_size, num_classes,
-                             whitening=whitening)
+                             whitening=whitening, conv_widths=conv_widths)
   warm_start.load(model, warm_start.keras_dir(model_uri))
   return model
 
@@ -151,6 +153,8 @@ def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--pipeline-root', required=True)
   p.add_argument('--preset', default='cpu', help='the preset the run used (variant, space)')
+  p.add_argument('--conv-widths', type=lambda s: tuple(int(w) for w in s.split(',')),
+                 help="the run's --conv-widths, if it gave one")
   p.add_argument('--quantizations', default='float,dynamic,int8')
   p.add_argument('--representative-images', type=int, default=200)
   p.add_argument('--threads', type=int, default=1, help='TFLite interpreter threads')
@@ -185,7 +189,7 @@ def main(argv=None) -> int:
 
   # A run with --patch-whitening has the filters in its transform graph.
   model = rebuild_model(model_uri, args.preset, len(class_names), size, args.untrained,
-                        whitening=whitening.read_kernel(tft_output))
+                        whitening=whitening.read_kernel(tft_output), conv_widths=args.conv_widths)
   pixels = [tflite_export.pixels(b, size).numpy() for b in images]
   # As the Trainer converts: with the test-time flip when the SavedModel has it.
   flip = (config_lib.preset(args.preset).train.test_time_flip if args.untrained
