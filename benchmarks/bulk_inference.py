@@ -76,7 +76,8 @@ def export_untrained(work: str) -> str:
   out = transform.analyze_images([open(p, 'rb').read() for p in paths],
                                  [names.index(os.path.basename(os.path.dirname(p))) for p in paths],
                                  32, os.path.join(work, 'transform'))
-  model = alexnet.build_model(search_space(config.cpu().tune, 'cifar'), 'cifar', 32, 10)
+  model = alexnet.build_model(search_space(config.cpu().tune, 'cifar'), 'cifar', 32, 10,
+                              conv_widths=config.cpu().model.conv_widths)
   return serving.export(model, tft.TFTransformOutput(out), names, os.path.join(work, 'model'))
 
 

@@ -36,7 +36,8 @@ def one_step(weights: str, out: str) -> None:
   from tfx_pipeline import config  # pylint: disable=g-import-not-at-top
   from tuning.search_space import search_space  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
-  model = alexnet.build_model(search_space(config.cpu().tune, 'cifar'), 'cifar', 32, 10)
+  model = alexnet.build_model(search_space(config.cpu().tune, 'cifar'), 'cifar', 32, 10,
+                              conv_widths=config.cpu().model.conv_widths)
   if os.path.exists(weights):
     model.load_weights(weights)
   else:

@@ -189,7 +189,8 @@ def build_sides(workdir: str, ablation: bool):
   images = make_images(ANALYZE_IMAGES, seed=1)
   tft_output = analyze(workdir, 'transform', images)
   hp = search_space(config.cpu().tune, 'cifar')  # the defaults: what --no-tune trains
-  model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10)
+  model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10,
+                              conv_widths=config.cpu().model.conv_widths)
   sides = {'serving_default': export_and_load(model, tft_output, os.path.join(workdir, 's')),
            FLIP_SIDE: export_and_load(model, tft_output, os.path.join(workdir, 'flip'),
                                       test_time_flip=True)}
@@ -304,7 +305,8 @@ def export_tf1(workdir: str):
   """The serving side only, exported and loaded as TF Serving loads it; (model, hp, params)."""
   tft_output = analyze(workdir, 'transform', make_images(ANALYZE_IMAGES, seed=1))
   hp = search_space(config.cpu().tune, 'cifar')
-  model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10)
+  model = alexnet.build_model(hp, 'cifar', IMAGE_SIZE, 10,
+                              conv_widths=config.cpu().model.conv_widths)
   path = serving.export(model, tft_output, [f'class_{i}' for i in range(10)],
                         os.path.join(workdir, 'serving'))
   return fixtures.Tf1Model(path), hp, model.count_params()

@@ -97,8 +97,9 @@ def plain_dataset(images, labels, batch_size: int):
 
 
 def build_model(steps: int):
-  hp = search_space(config.cpu().tune, 'cifar')
-  model = alexnet.build_model(hp, 'cifar', 32, 10)
+  cpu = config.cpu()
+  hp = search_space(cpu.tune, 'cifar')
+  model = alexnet.build_model(hp, 'cifar', 32, 10, conv_widths=cpu.model.conv_widths)
   return training.compile_model(model, hp, total_steps=steps)
 
 
