@@ -180,9 +180,9 @@ def _path(path: Optional[str]) -> Optional[str]:
 
 
 def _widths(text: str) -> Tuple[int, ...]:
-  """'64,128,256,256,256' -> (64, 128, 256, 256, 256); ModelConfig checks the count."""
+  """--conv-widths through config_lib.parse_conv_widths, with a one-line argparse error."""
   try:
-    return tuple(int(w) for w in text.split(','))
+    return config_lib.parse_conv_widths(text)
   except ValueError:
     raise argparse.ArgumentTypeError(
         f'expected channel counts separated by commas, got {text!r}') from None

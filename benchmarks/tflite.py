@@ -150,10 +150,11 @@ def measure(model, tft_output, class_names, train_pattern, quantization, out_dir
 
 
 def main(argv=None) -> int:
+  from tfx_pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--pipeline-root', required=True)
   p.add_argument('--preset', default='cpu', help='the preset the run used (variant, space)')
-  p.add_argument('--conv-widths', type=lambda s: tuple(int(w) for w in s.split(',')),
+  p.add_argument('--conv-widths', type=config_lib.parse_conv_widths,
                  help="the run's --conv-widths, if it gave one")
   p.add_argument('--quantizations', default='float,dynamic,int8')
   p.add_argument('--representative-images', type=int, default=200)
@@ -167,7 +168,6 @@ def main(argv=None) -> int:
   from components import features  # pylint: disable=g-import-not-at-top
   from components import tflite_export  # pylint: disable=g-import-not-at-top
   from components import whitening  # pylint: disable=g-import-not-at-top
-  from tfx_pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
 
   root = args.pipeline_root
   model_uri = newest(os.path.join(root, 'Trainer', 'model', '*'))

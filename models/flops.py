@@ -154,7 +154,8 @@ def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
   parser.add_argument('--preset', default='cpu', help='smoke, cpu or full')
   parser.add_argument('--num-classes', type=int, default=10)
-  parser.add_argument('--conv-widths', type=lambda s: tuple(int(w) for w in s.split(',')),
+  from tfx_pipeline import config as config_lib  # pylint: disable=g-import-not-at-top
+  parser.add_argument('--conv-widths', type=config_lib.parse_conv_widths,
                       help='the five convolutions\' channels, e.g. 64,128,256,256,256')
   args = parser.parse_args(argv)
   for values, model in preset_nets(args.preset, args.num_classes, args.conv_widths):

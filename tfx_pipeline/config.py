@@ -75,6 +75,11 @@ def absolute(path: str) -> str:
   return path if '://' in path else os.path.abspath(path)
 
 
+def parse_conv_widths(text: str) -> Tuple[int, ...]:
+  """'64,128,256,256,256' -> (64, 128, 256, 256, 256); ModelConfig checks the count."""
+  return tuple(int(w) for w in text.split(','))
+
+
 def _from_dict(cls, values: Mapping[str, Any]):
   """Rebuilds a config dataclass from `dataclasses.asdict` output (lists → tuples)."""
   kwargs = {}
