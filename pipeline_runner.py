@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help='epochs of a warm-started Trainer (preset value otherwise)')
   model.add_argument('--warm-start-lr-scale', type=float,
                      help="a warm start's peak learning rate, as a share of the tuned one")
+  model.add_argument('--warm-start-replay', type=float,
+                     help='share of the already-trained-on images each warm epoch replays '
+                          '(a fresh sample per epoch; new images every epoch; 1: all)')
   gate = p.add_argument_group('gate')
   gate.add_argument('--min-accuracy', type=float,
                     help='Evaluator floor on eval accuracy (1.01 blocks every model)')
@@ -213,7 +216,8 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
                test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,
                warm_start=False if args.from_scratch else None,
                warm_start_epochs=args.warm_start_epochs,
-               warm_start_lr_scale=args.warm_start_lr_scale)
+               warm_start_lr_scale=args.warm_start_lr_scale,
+               warm_start_replay=args.warm_start_replay)
   tune = _set(base.tune, algorithm=args.tuner, max_trials=args.trials,
               max_epochs=args.tuning_epochs, hparams_file=args.hparams_file,
               enabled=False if args.no_tune else None, retune=args.retune or None)

@@ -4,6 +4,9 @@
       -> transform graph (decode, resize, normalize)
       -> [cache -> shuffle] -> batch -> [augment: training only] -> prefetch
 
+A warm start may replay (`replay_dataset`): each epoch all the examples the
+base model never saw, mixed with a fresh sample of those it did.
+
 The transform graph is applied here, batch by batch, never materialized on
 disk. When the transformed split fits `cache_limit_gb` (CIFAR-10 at 32x32:
 0.55 GB) it is cached in memory after the first epoch, so later epochs cost
@@ -93,6 +96,36 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
       interrupting training" warning, although nothing is cut short. Leave it
       None where the input is sharded among workers: each sees fewer.
   """
+  ds = _examples(raw, tft_layer, training=training, take=take, cache=cache, seed=seed,
+                 num_examples=num_examples)
+  return _batches(ds, batch_size, training)
+
+
+def replay_dataset(new_raw: tf.data.Dataset, seen_raw: tf.data.Dataset, tft_layer, *,
+                   batch_size: int, num_new: int, num_seen: int, replay: float,
+                   cache: bool = True, seed: Optional[int] = None) -> tf.data.Dataset:
+  """Training batches for a warm start: every new example each epoch, plus a fresh random
+  sample of `replay` x `num_seen` of the examples the base model already trained on,
+  mixed at random. An epoch holds `replay_epoch_size(...)` examples."""
+  per_epoch = replay_epoch_size(num_new, num_seen, replay) - num_new
+  new = _examples(new_raw, tft_layer, training=True, cache=cache, seed=seed,
+                  num_examples=num_new)
+  seen = _examples(seen_raw, tft_layer, training=True, cache=cache, seed=seed,
+                   num_examples=num_seen).take(per_epoch)
+  mixed = tf.data.Dataset.sample_from_datasets(
+      [new, seen], weights=[float(num_new), float(per_epoch)], seed=seed, stop_on_empty_dataset=False)
+  mixed = mixed.apply(tf.data.experimental.assert_cardinality(num_new + per_epoch))
+  return _batches(mixed, batch_size, training=True)
+
+
+def replay_epoch_size(num_new: int, num_seen: int, replay: float) -> int:
+  """Examples in one warm epoch: all new ones plus `replay` of the seen ones (at least one)."""
+  return num_new + max(1, round(replay * num_seen))
+
+
+def _examples(raw: tf.data.Dataset, tft_layer, *, training: bool, take: Optional[int] = None,
+              cache: bool, seed: Optional[int], num_examples: Optional[int]) -> tf.data.Dataset:
+  """Transformed (image, label) pairs, one at a time; reshuffled every pass when training."""
   ds = raw.unbatch()
   if take is not None:  # the same sample every epoch
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False).take(take)
@@ -107,6 +140,11 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
     ds = ds.cache()
     if training:
       ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+  return ds
+
+
+def _batches(ds: tf.data.Dataset, batch_size: int, training: bool) -> tf.data.Dataset:
+  """Batched, and augmented when training (the last partial batch dropped)."""
   ds = ds.batch(batch_size, drop_remainder=training)
   if training:
     ds = ds.map(lambda x, y: (flip_and_crop(x), y), num_parallel_calls=AUTOTUNE)

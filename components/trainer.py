@@ -23,7 +23,7 @@ import json
 import os
 import tempfile
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import keras
 import tensorflow as tf
@@ -151,6 +151,17 @@ def callbacks(run_dir: str, train: config_lib.TrainConfig,
   return result
 
 
+def replay_split(train_files: List[str], start: warm_start.Plan, train: config_lib.TrainConfig,
+                 single_worker: bool) -> Tuple[List[str], List[str]]:
+  """(new, seen) training files when this warm start replays (`warm_start_replay` < 1);
+  ([], []) for whole epochs over the window: a cold start, replay off, several workers
+  (each reads a share of one input), or a window with nothing new or nothing seen."""
+  if not (start.source and train.warm_start_replay < 1 and single_worker):
+    return [], []
+  new, seen = warm_start.split_window(train_files, warm_start.seen_train_files(start.source))
+  return (new, seen) if new and seen else ([], [])
+
+
 def run_fn(fn_args) -> None:
   # First of all: MultiWorkerMirroredStrategy configures collective ops, which
   # TensorFlow refuses once any op has run ("must be configured at program startup").
@@ -175,17 +186,11 @@ def run_fn(fn_args) -> None:
       <= train.cache_limit_gb * 1e9
   layer = tft_output.transform_features_layer()
   single = cluster_workers() == 1  # with several workers, each reads a share
-  train_ds = data_lib.for_workers(data_lib.make_dataset(
-      data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
-      batch_size=train.batch_size, training=True, cache=cache, seed=train.seed,
-      num_examples=n_train if single else None),
-      fn_args.train_files, cluster_workers())
   eval_ds = data_lib.for_workers(data_lib.make_dataset(
       data_lib.raw_dataset(fn_args.eval_files, fn_args.data_accessor, schema), layer,
       batch_size=train.batch_size, training=False, cache=cache,
       num_examples=n_eval if single else None),
       fn_args.eval_files, cluster_workers())
-  steps_per_epoch = max(1, n_train // train.batch_size)
   whitening_kernel = whitening.kernel_for(model_config, tft_output)
 
   with distribution.scope():
@@ -193,9 +198,30 @@ def run_fn(fn_args) -> None:
                                 len(class_names), whitening=whitening_kernel,
                                 conv_widths=model_config.conv_widths)
     start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
-    epochs = train.warm_start_epochs if start.source else train.epochs
     if start.source:
       warm_start.load(model, start.source)
+  epochs = train.warm_start_epochs if start.source else train.epochs
+  new_files, seen_files = replay_split(fn_args.train_files, start, train, single)
+  if seen_files:
+    n_new, n_seen = data_lib.count_examples(new_files), data_lib.count_examples(seen_files)
+    images = data_lib.replay_epoch_size(n_new, n_seen, train.warm_start_replay)
+    train_ds = data_lib.replay_dataset(
+        data_lib.raw_dataset(new_files, fn_args.data_accessor, schema),
+        data_lib.raw_dataset(seen_files, fn_args.data_accessor, schema), layer,
+        batch_size=train.batch_size, num_new=n_new, num_seen=n_seen,
+        replay=train.warm_start_replay, cache=cache, seed=train.seed)
+    print(f'Trainer: replay: each warm epoch trains on the {n_new} new examples and a fresh '
+          f'{train.warm_start_replay:.0%} sample of the {n_seen} the base model saw '
+          f'({images} of {n_train})', flush=True)
+  else:
+    images = n_train
+    train_ds = data_lib.make_dataset(
+        data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
+        batch_size=train.batch_size, training=True, cache=cache, seed=train.seed,
+        num_examples=n_train if single else None)
+  train_ds = data_lib.for_workers(train_ds, fn_args.train_files, cluster_workers())
+  steps_per_epoch = max(1, images // train.batch_size)
+  with distribution.scope():
     training.compile_model(model, hp, steps_per_epoch * epochs, train.jit_compile,
                            lr_scale=train.warm_start_lr_scale if start.source else 1.0,
                            ema_momentum=train.ema_momentum)
@@ -229,7 +255,7 @@ def run_fn(fn_args) -> None:
                  settings['max_image_pixels'], train.test_time_flip)
   model_uri = os.path.dirname(fn_args.serving_model_dir.rstrip('/'))
   if is_chief():  # the next run's warm start reads these
-    warm_start.save(model, class_names, model_uri)
+    warm_start.save(model, class_names, model_uri, fn_args.train_files)
     tflite = config_lib.tflite_config_from_dict(settings.get('tflite'))
     tflite_export.export(  # Format-TFLite/, which the Pusher places at tflite/<version>/
         model, tft_output, class_names, model_uri, tflite.quantization,

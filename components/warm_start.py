@@ -2,15 +2,17 @@
 
 The Trainer's `base_model` input (fed by LatestBlessedModelResolver) points
 at the blessed model's `Format-Serving` directory. Beside it, every Trainer
-run leaves `Format-Keras/`: the Keras weights and a description of the
-architecture (weight shapes and class names). A new run starts from those
+run leaves `Format-Keras/`: the Keras weights, a description of the
+architecture (weight shapes and class names) and the training file patterns
+it read (so a warm start can tell new data from seen data). A new run starts from those
 weights only when its freshly built model has the same description; any
 difference (another width, another class list) means a cold start, and the
 reason says why.
 
     plan(base_model, model, class_names, enabled) -> Plan(source, reason)
-    save(model, class_names, model_uri)          # after training
-    load(model, plan.source)                     # before training
+    save(model, class_names, model_uri, train_files)    # after training
+    load(model, plan.source)                            # before training
+    split_window(train_files, seen_train_files(source))  # (new, seen): replay
 
 Which blessed model: `BlessedModelBeforeNewestSpan`, a resolver strategy.
 The latest blessed model that was not trained on the newest span: on the
@@ -26,7 +28,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx.dsl.components.common import resolver
@@ -34,6 +36,7 @@ from tfx.dsl.components.common import resolver
 KERAS_DIR = 'Format-Keras'  # beside TFX's Format-Serving in the Model artifact
 WEIGHTS_FILE = 'model.weights.h5'
 ARCHITECTURE_FILE = 'architecture.json'
+TRAIN_FILES_FILE = 'train_files.json'  # the training file patterns the model saw
 PLAN_FILE = 'warm_start.json'  # in the model run directory, for the run summary
 
 
@@ -55,8 +58,10 @@ def keras_dir(model_uri: str) -> str:
   return os.path.join(model_uri, KERAS_DIR)
 
 
-def save(model, class_names: Sequence[str], model_uri: str) -> None:
-  """Writes the weights and their architecture under `model_uri`/Format-Keras."""
+def save(model, class_names: Sequence[str], model_uri: str,
+         train_files: Sequence[str] = ()) -> None:
+  """Writes the weights, their architecture and the training file patterns they saw
+  under `model_uri`/Format-Keras."""
   from components import checkpoint  # pylint: disable=g-import-not-at-top  (imports Keras)
   target = keras_dir(model_uri)
   tf.io.gfile.makedirs(target)
@@ -71,6 +76,18 @@ def save(model, class_names: Sequence[str], model_uri: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
   with tf.io.gfile.GFile(os.path.join(target, ARCHITECTURE_FILE), 'w') as f:
     json.dump(architecture(model, class_names), f)
+  with tf.io.gfile.GFile(os.path.join(target, TRAIN_FILES_FILE), 'w') as f:
+    json.dump(sorted(train_files), f)
+
+
+def seen_train_files(source: str) -> List[str]:
+  """The training file patterns the model in `source` (Format-Keras) trained on; [] when
+  it did not record them (a model saved before they were recorded)."""
+  path = os.path.join(source, TRAIN_FILES_FILE)
+  if not tf.io.gfile.exists(path):
+    return []
+  with tf.io.gfile.GFile(path) as f:
+    return list(json.load(f))
 
 
 def _difference(saved: Dict[str, List], wanted: Dict[str, List]) -> str:
@@ -141,6 +158,13 @@ class BlessedModelBeforeNewestSpan(resolver.ResolverStrategy):
       if model is not None and newest not in trained_spans(store, model.id):
         return {**empty, 'model': [model], 'model_blessing': [blessing]}
     return empty
+
+
+def split_window(train_files: Sequence[str], seen: Sequence[str]) -> Tuple[List[str], List[str]]:
+  """(new, seen): this run's training file patterns that the base model did not and did
+  train on, each in this run's order."""
+  before = set(seen)
+  return ([f for f in train_files if f not in before], [f for f in train_files if f in before])
 
 
 def load(model, source: str) -> None:

@@ -117,3 +117,29 @@ def test_a_wrong_count_fails_plainly():
   ds = data.make_dataset(_raw(12), _layer, batch_size=5, training=False, num_examples=13)
   with pytest.raises(tf.errors.FailedPreconditionError, match='expected to contain 13'):
     list(ds)
+
+
+def _labelled(labels):
+  labels = np.asarray(labels, np.int64)
+  images = labels.astype(np.float32).reshape(-1, 1, 1, 1) * np.ones((1, 8, 8, 3), np.float32)
+  return tf.data.Dataset.from_tensor_slices({'x': images, 'y': labels}).batch(5)
+
+
+def test_replay_sees_every_new_example_and_a_fresh_sample_of_the_seen_ones_each_epoch():
+  new, seen = np.arange(1000, 1010), np.arange(100)
+  ds = data.replay_dataset(_labelled(new), _labelled(seen), _layer, batch_size=6,
+                           num_new=10, num_seen=100, replay=0.2, seed=1)
+  assert data.replay_epoch_size(10, 100, 0.2) == 30
+  assert int(ds.cardinality()) == 5  # 30 examples in batches of 6
+  epochs = [np.concatenate([y.numpy() for _, y in ds]) for _ in range(2)]
+  for labels in epochs:
+    assert sorted(labels[labels >= 1000]) == list(new)  # each new example once
+    old = labels[labels < 1000]
+    assert len(old) == 20 and len(set(old)) == 20
+  first, second = (set(labels[labels < 1000]) for labels in epochs)
+  assert first != second  # another sample of the seen examples
+  assert min(np.flatnonzero(epochs[0] >= 1000)) < 20  # mixed in, not all at the end
+
+
+def test_replay_keeps_at_least_one_seen_example():
+  assert data.replay_epoch_size(10, 3, 0.01) == 11

@@ -60,9 +60,10 @@ def test_day_two_flags_reach_the_config(tmp_path):
       '--image-dir', str(tmp_path), '--train-spans', '3', '--retune', '--from-scratch',
       '--max-regression', '0.01', '--max-class-regression', '0.1',
       '--min-class-accuracy', '0.2', '--warm-start-epochs', '9',
-      '--warm-start-lr-scale', '0.5']), 'cpu')
+      '--warm-start-lr-scale', '0.5', '--warm-start-replay', '0.4']), 'cpu')
   assert cfg.data.train_spans == 3 and cfg.tune.retune and not cfg.train.warm_start
-  assert (cfg.train.warm_start_epochs, cfg.train.warm_start_lr_scale) == (9, 0.5)
+  assert (cfg.train.warm_start_epochs, cfg.train.warm_start_lr_scale,
+          cfg.train.warm_start_replay) == (9, 0.5, 0.4)
   assert (cfg.gate.max_regression, cfg.gate.max_class_regression,
           cfg.gate.min_class_accuracy) == (0.01, 0.1, 0.2)
 
@@ -180,6 +181,8 @@ BAD_VALUES = {
                             'warm_start_epochs must be at least 1'),
     '--warm-start-lr-scale': (['--warm-start-lr-scale', '2'], '2',
                               'warm_start_lr_scale must be in (0, 1]'),
+    '--warm-start-replay': (['--warm-start-replay', '0'], '0',
+                            'warm_start_replay must be in (0, 1]'),
     '--tflite': (['--tflite', 'int4'], "'int4'", 'invalid choice'),
     '--min-accuracy': (['--min-accuracy', '3'], '3', 'min accuracy must be in 0..1'),
     '--max-regression': (['--max-regression', '-0.1'], '-0.1', 'max_regression must be >= 0'),

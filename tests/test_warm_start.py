@@ -55,3 +55,21 @@ def test_no_blessed_model_or_one_without_keras_weights_is_a_cold_start(tmp_path)
   os.makedirs(old)
   plan = warm_start.plan(str(old), small_model(), ['a'], True)
   assert plan.source is None and 'has no Format-Keras/ weights' in plan.reason
+
+
+def test_the_saved_model_records_its_training_files_and_a_window_splits_on_them(tmp_path):
+  uri = tmp_path / 'model' / '9'
+  warm_start.save(small_model(), ['a', 'b', 'c'], str(uri), ['ex/2/Split-train/*', 'ex/1/Split-train/*'])
+  seen = warm_start.seen_train_files(warm_start.keras_dir(str(uri)))
+  assert seen == ['ex/1/Split-train/*', 'ex/2/Split-train/*']
+  window = ['ex/2/Split-train/*', 'ex/3/Split-train/*', 'ex/1/Split-train/*']
+  assert warm_start.split_window(window, seen) == (
+      ['ex/3/Split-train/*'], ['ex/2/Split-train/*', 'ex/1/Split-train/*'])
+
+
+def test_a_model_saved_without_the_record_has_seen_nothing(blessed, tmp_path):
+  _, serving_path = blessed
+  source = warm_start.keras_dir(os.path.dirname(serving_path))
+  os.remove(os.path.join(source, warm_start.TRAIN_FILES_FILE))
+  assert warm_start.seen_train_files(source) == []
+  assert warm_start.split_window(['a/*'], []) == (['a/*'], [])

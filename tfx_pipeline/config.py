@@ -179,6 +179,10 @@ class TrainConfig:
   warm_start: bool = True
   warm_start_epochs: int = 5
   warm_start_lr_scale: float = 0.3
+  # Replay: the share of the images the base model already trained on that
+  # each warm epoch draws (a fresh random sample every epoch); the window's
+  # new images are all seen every epoch. 1.0: whole epochs over the window.
+  warm_start_replay: float = 1.0
   # The export's signatures average each image's prediction with its mirror's
   # (components/serving.py): +1.2 points for the cpu preset, one network call
   # on twice the batch. The Trainer's own val_accuracy is without it.
@@ -197,6 +201,8 @@ class TrainConfig:
              f'warm_start_epochs must be at least 1, got {self.warm_start_epochs}')
     _require(0 < self.warm_start_lr_scale <= 1,
              f'warm_start_lr_scale must be in (0, 1], got {self.warm_start_lr_scale}')
+    _require(0 < self.warm_start_replay <= 1,
+             f'warm_start_replay must be in (0, 1], got {self.warm_start_replay}')
     _require(self.batch_size >= 1,
              f'batch size must be at least 1, got {self.batch_size}')
     _require(self.early_stopping_patience >= 0,
