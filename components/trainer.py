@@ -210,11 +210,12 @@ def run_fn(fn_args) -> None:
         data_lib.raw_dataset(seen_files, fn_args.data_accessor, schema), layer,
         batch_size=train.batch_size, num_new=n_new, num_seen=n_seen,
         replay=train.warm_start_replay, cache=cache, seed=train.seed)
-    print(f'Trainer: replay: each warm epoch trains on the {n_new} new examples and a fresh '
-          f'{train.warm_start_replay:.0%} sample of the {n_seen} the base model saw '
-          f'({images} of {n_train})', flush=True)
+    replay = (f'each warm epoch trains on the {n_new} new examples and a fresh '
+              f'{train.warm_start_replay:.0%} sample of the {n_seen} the base model saw '
+              f'({images} of {n_train})')
+    print(f'Trainer: replay: {replay}', flush=True)  # absl hides INFO
   else:
-    images = n_train
+    images, replay = n_train, ''
     train_ds = data_lib.make_dataset(
         data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
         batch_size=train.batch_size, training=True, cache=cache, seed=train.seed,
@@ -246,7 +247,7 @@ def run_fn(fn_args) -> None:
 
   tf.io.gfile.makedirs(run_dir)
   for name, value in ((HISTORY_FILE, log.rows), (HPARAMS_FILE, hp.values),
-                      (warm_start.PLAN_FILE, {**start.as_dict(), 'epochs': epochs}),
+                      (warm_start.PLAN_FILE, {**start.as_dict(), 'epochs': epochs, 'replay': replay}),
                       (COMPUTE_FILE, compute.record())):
     with tf.io.gfile.GFile(os.path.join(run_dir, name), 'w') as f:
       json.dump(value, f, indent=1)

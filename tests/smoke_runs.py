@@ -3,7 +3,8 @@
 One pipeline root on span folders (`span-{SPAN}`) goes through four runs:
   1        span 1, a first run: every component runs, a version is pushed;
   2        span 2 arrives: ExampleGen ingests only it, training reads the window
-           of both spans, the Tuner reuses the search, the Trainer warm-starts;
+           of both spans, the Tuner reuses the search, the Trainer warm-starts
+           and replays half of span 1 beside span 2 (`REPLAY`);
   'rerun'  the same command with no new span: everything upstream is cached;
   3        span 3 leaves one class out of train, and the candidate trained on it
            alone, from scratch, never sees that class: the per-class gate
@@ -34,6 +35,8 @@ CLASSES = fixtures.CLASS_NAMES[:4]
 PER_CLASS = 30
 EPOCHS = '6'  # enough for the blessed model to get one class right (span 3 needs one)
 DAYS = (1, 2, 'rerun', 3)
+# Day two replays: its warm epoch trains on span 2 and half of span 1's examples.
+REPLAY = ('--warm-start-replay', '0.5')
 
 
 class Day(NamedTuple):
@@ -102,8 +105,8 @@ def make_days(tmp: str) -> dict:
   for span in (1, 2):
     fixtures.make_image_tree(os.path.join(base, f'span-{span}'), per_class=PER_CLASS,
                              classes=CLASSES, seed=span)
-    run_day(days, span)
-  run_day(days, 'rerun')
+    run_day(days, span, *REPLAY)
+  run_day(days, 'rerun', *REPLAY)
   # Span 3: one class only in eval, and it is one the blessed model gets right.
   forgotten = best_class_of_blessed_model(days)
   span3 = os.path.join(base, 'span-3')

@@ -51,6 +51,15 @@ def test_day_two_reuses_the_search_and_warm_starts_from_the_blessed_model(smoke_
   assert 'Trainer: warm start from the blessed model' in out and ', 1 epochs' in out
   assert ('Trainer: cold start: no blessed model of an earlier span '
           '(a plain image tree never warm-starts), 6 epochs') in days[1].out
+  replay = re.search(r'^Trainer: replay: each warm epoch trains on the (\d+) new examples and '
+                     r'a fresh 50% sample of the (\d+) the base model saw \((\d+) of (\d+)\)',
+                     out, re.M)
+  assert replay, out[-1500:]
+  new, seen, per_epoch, window = map(int, replay.groups())
+  assert new > 0 and seen > 0 and new + seen == window and per_epoch == new + round(seen / 2)
+  assert re.search(r'^Trainer: warm start from the blessed model \S+, 1 epochs; replay: each warm',
+                   out, re.M), out[-1500:]  # the run summary's path line
+  assert 'Trainer: replay' not in days[1].out
   evaluator = runs_of(days, 2)['Evaluator'].execution
   eval_config = json.loads(evaluator.custom_properties['eval_config'].string_value)
   assert [s.get('feature_keys') for s in eval_config['slicing_specs']] == [None, ['label']]

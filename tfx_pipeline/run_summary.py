@@ -346,7 +346,8 @@ def path_lines(store, runs: Sequence[ComponentRun], config: PipelineConfig) -> L
   if trainer and trainer.state in ('done', 'cached'):
     plan = _trainer_json(store, trainer, WARM_START_FILE)
     if plan:
-      lines.append(f"Trainer: {plan['reason']}, {plan['epochs']} epochs")
+      lines.append(f"Trainer: {plan['reason']}, {plan['epochs']} epochs" +
+                   (f"; replay: {plan['replay']}" if plan.get('replay') else ''))
   return lines
 
 
