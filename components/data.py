@@ -106,14 +106,19 @@ def replay_dataset(new_raw: tf.data.Dataset, seen_raw: tf.data.Dataset, tft_laye
                    cache: bool = True, seed: Optional[int] = None) -> tf.data.Dataset:
   """Training batches for a warm start: every new example each epoch, plus a fresh random
   sample of `replay` x `num_seen` of the examples the base model already trained on,
-  mixed at random. An epoch holds `replay_epoch_size(...)` examples."""
+  mixed at random. An epoch holds `replay_epoch_size(...)` examples.
+
+  The seen examples' cache fills on the first epoch while they fit
+  SHUFFLE_BUFFER (the shuffle reads them all); beyond it, each epoch stops
+  reading early and the cache is dropped, so they are decoded again."""
   per_epoch = replay_epoch_size(num_new, num_seen, replay) - num_new
   new = _examples(new_raw, tft_layer, training=True, cache=cache, seed=seed,
                   num_examples=num_new)
   seen = _examples(seen_raw, tft_layer, training=True, cache=cache, seed=seed,
                    num_examples=num_seen).take(per_epoch)
   mixed = tf.data.Dataset.sample_from_datasets(
-      [new, seen], weights=[float(num_new), float(per_epoch)], seed=seed, stop_on_empty_dataset=False)
+      [new, seen], weights=[float(num_new), float(per_epoch)], seed=seed,
+      stop_on_empty_dataset=False)
   mixed = mixed.apply(tf.data.experimental.assert_cardinality(num_new + per_epoch))
   return _batches(mixed, batch_size, training=True)
 

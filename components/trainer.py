@@ -247,7 +247,8 @@ def run_fn(fn_args) -> None:
 
   tf.io.gfile.makedirs(run_dir)
   for name, value in ((HISTORY_FILE, log.rows), (HPARAMS_FILE, hp.values),
-                      (warm_start.PLAN_FILE, {**start.as_dict(), 'epochs': epochs, 'replay': replay}),
+                      (warm_start.PLAN_FILE,
+                       {**start.as_dict(), 'epochs': epochs, 'replay': replay}),
                       (COMPUTE_FILE, compute.record())):
     with tf.io.gfile.GFile(os.path.join(run_dir, name), 'w') as f:
       json.dump(value, f, indent=1)
