@@ -203,7 +203,8 @@ def run_fn(fn_args) -> None:
   epochs = train.warm_start_epochs if start.source else train.epochs
   new_files, seen_files = replay_split(fn_args.train_files, start, train, single)
   if seen_files:
-    n_new, n_seen = data_lib.count_examples(new_files), data_lib.count_examples(seen_files)
+    n_new = data_lib.count_examples(new_files)
+    n_seen = n_train - n_new  # the window is the new files and the seen ones
     images = data_lib.replay_epoch_size(n_new, n_seen, train.warm_start_replay)
     train_ds = data_lib.replay_dataset(
         data_lib.raw_dataset(new_files, fn_args.data_accessor, schema),

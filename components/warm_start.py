@@ -4,10 +4,10 @@ The Trainer's `base_model` input (fed by LatestBlessedModelResolver) points
 at the blessed model's `Format-Serving` directory. Beside it, every Trainer
 run leaves `Format-Keras/`: the Keras weights, a description of the
 architecture (weight shapes and class names) and the training file patterns
-it read (so a warm start can tell new data from seen data). A new run starts from those
-weights only when its freshly built model has the same description; any
-difference (another width, another class list) means a cold start, and the
-reason says why.
+it read (so a warm start can tell new data from seen data). A new run
+starts from those weights only when its freshly built model has the same
+description; any difference (another width, another class list) means a
+cold start, and the reason says why.
 
     plan(base_model, model, class_names, enabled) -> Plan(source, reason)
     save(model, class_names, model_uri, train_files)    # after training
