@@ -1,8 +1,8 @@
 """Progress messages from module code, shown on the console whatever absl's verbosity.
 
-TFX leaves absl at WARNING, which hides INFO lines; module code logs its
-progress (images checked, counts, skipped files) on this logger instead, and
-pipeline_runner.py attaches a console handler to it.
+Python logging below WARNING goes to the run log only (tfx_pipeline/console.py);
+module code logs its progress (images checked, counts, skipped files) on this
+logger instead, and pipeline_runner.py attaches a console handler to it.
 """
 
 import logging

@@ -214,7 +214,7 @@ def run_fn(fn_args) -> None:
     replay = (f'each warm epoch trains on the {n_new} new examples and a fresh '
               f'{train.warm_start_replay:.0%} sample of the {n_seen} the base model saw '
               f'({images} of {n_train})')
-    print(f'Trainer: replay: {replay}', flush=True)  # absl hides INFO
+    print(f'Trainer: replay: {replay}', flush=True)  # INFO goes to the run log only
   else:
     images, replay = n_train, ''
     train_ds = data_lib.make_dataset(
@@ -232,7 +232,7 @@ def run_fn(fn_args) -> None:
   logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
                'cache=%s; %s', start.reason, model.name, model.count_params(), n_train, n_eval,
                epochs, cache, ema.describe(train.ema_momentum))
-  if train.ema_momentum:  # absl hides INFO; this goes beside the epoch lines
+  if train.ema_momentum:  # INFO goes to the run log; this goes beside the epoch lines
     print(f'Trainer: {ema.describe(train.ema_momentum)}', flush=True)
   backup = backup_dir(settings, fn_args.train_files, {**hp.values, 'warm_start': start.source})
   journal = None

@@ -173,6 +173,9 @@ RUN = textwrap.dedent('''
       subprocess.run([sys.executable, '-c', {child_code!r}], check=True)
       logging.getLogger('absl').warning('ArtifactQuery.property_predicate is not supported.')
       logging.getLogger('absl').info('Running driver for Trainer')
+      from absl import logging as absl_logging  # as TF's SavedModel writer does:
+      absl_logging.set_verbosity(absl_logging.get_verbosity())  # (autotrackable.py)
+      absl_logging.info('Trainer hyperparameters: after a SavedModel')
       logging.getLogger('tensorflow').warning(
           'From x.py:1: f (from m) is deprecated and will be removed in a future version.\\n'
           'Instructions for updating:\\nUse g.')
@@ -192,7 +195,8 @@ RUN = textwrap.dedent('''
 CHILD = (b'2026-11-30 02:58:37.295448: W tensorflow/core/framework/local_rendezvous.cc:404] '
          b'Local rendezvous is aborting with status: OUT_OF_RANGE: End of sequence\n'
          b'\t [[{{node IteratorGetNext}}]]\nreal words from a Beam worker\n')
-HIDDEN = ['ArtifactQuery.property_predicate', 'Running driver for Trainer', 'is deprecated',
+HIDDEN = ['ArtifactQuery.property_predicate', 'Running driver for Trainer',
+          'Trainer hyperparameters: after a SavedModel', 'is deprecated',
           'Instructions for updating', 'Use g.', 'FutureWarning', 'old API',
           'OUT_OF_RANGE: End of sequence', 'IteratorGetNext']
 SHOWN = ['serving dir is 95% full', 'a real C++ error', 'real words from a Beam worker',

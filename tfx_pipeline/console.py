@@ -215,6 +215,7 @@ class _Session:
   removed: List[Tuple[logging.Logger, logging.Handler]] = dataclasses.field(
       default_factory=list)  # the libraries' stderr handlers, put back at stop
   root_level: int = logging.WARNING
+  absl_verbosity: Optional[int] = None  # put back at stop
 
 
 _session: Optional[_Session] = None
@@ -254,6 +255,7 @@ def attach_log(pipeline_root: str) -> Optional[str]:
   None when start() was not called or the root is not a local path (a gs:// root:
   the console is filtered all the same, and --verbose shows everything).
   """
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
   from components import progress  # pylint: disable=g-import-not-at-top
   session = _session
   if session is None or '://' in pipeline_root:
@@ -283,6 +285,12 @@ def attach_log(pipeline_root: str) -> Optional[str]:
         logger.removeHandler(handler)  # e.g. TensorFlow's own, which would print twice
         session.removed.append((logger, handler))
   root.setLevel(logging.INFO)
+  # absl's logger follows the root's level until its verbosity is set. TensorFlow sets it
+  # around every SavedModel write (to FATAL and back to the flag's value, by default
+  # WARNING), after which absl's INFO lines (TFX's and the Trainer's) were lost from
+  # Transform on. With an explicit INFO, that is the value it goes back to.
+  session.absl_verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.INFO)
   # Our progress logger does not propagate (it prints on stdout); the log keeps its lines.
   for logger, handler in ((root, file_handler), (root, console_handler),
                           (progress.LOGGER, progress_handler)):
@@ -313,6 +321,9 @@ def stop(timeout: float = 10.0) -> None:
     logger.addHandler(handler)
   if session.handlers:
     logging.getLogger().setLevel(session.root_level)
+  if session.absl_verbosity is not None:
+    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    absl_logging.set_verbosity(session.absl_verbosity)
   try:
     sys.stderr.flush()
   except (OSError, ValueError):
