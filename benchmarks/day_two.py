@@ -19,6 +19,12 @@ the cold run's are the same images. The last line is JSON; the goal is
 day-two wall time <= 20% of the cold run's, and eval accuracy within 0.3
 points of it. Figures and the command go in docs/training.md.
 
+Each run's console output is kept in `<work>/logs/` (the Trainer's epoch lines
+among it). `--keep-states` also copies the pipeline root and serving dir after
+every day but the last to `<work>/after-span-N/`: a variant of the next day
+(another warm schedule, say) then starts from exactly the same state and model,
+by running the pipeline on a copy of it with the next span in place.
+
 `--spans 400,50,50 --preset smoke` checks the script itself in minutes.
 """
 
@@ -76,13 +82,29 @@ def make_spans(archive: str, spans_dir: str, sizes: Sequence[int]) -> Dict[int, 
   return counts
 
 
-def run(image_dir: str, root: str, serving: str, preset: str, extra: List[str]) -> dict:
+def keep_state(work: str, span: int) -> str:
+  """Copies <work>/root and <work>/serving to <work>/after-span-<span>/; returns that folder.
+
+  Real copies, not links: the metadata store is rewritten in place by the next run."""
+  state = os.path.join(work, f'after-span-{span}')
+  for name in ('root', 'serving'):
+    if os.path.isdir(os.path.join(work, name)):
+      shutil.copytree(os.path.join(work, name), os.path.join(state, name), symlinks=True)
+  return state
+
+
+def run(image_dir: str, root: str, serving: str, preset: str, extra: List[str],
+        log: str) -> dict:
   cmd = [sys.executable, os.path.join(REPO, 'pipeline_runner.py'), '--preset', preset,
          '--image-dir', image_dir, '--pipeline-root', root, '--serving-dir', serving, *extra]
   print('$', ' '.join(cmd), flush=True)
   since = time.time()
   result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
   wall = time.time() - since
+  os.makedirs(os.path.dirname(log), exist_ok=True)
+  with open(log, 'w', encoding='utf-8') as f:
+    f.write(result.stdout)
+  print(f'console output: {log}', flush=True)
   if result.returncode:
     print(result.stdout[-3000:], result.stderr[-3000:], sep='\n')
     raise SystemExit(f'run failed ({result.returncode}): {image_dir}')
@@ -104,6 +126,8 @@ def main(argv=None) -> int:
   p.add_argument('--preset', default='cpu')
   p.add_argument('--spans', default='40000,5000,5000', help='images per span')
   p.add_argument('--skip-cold', action='store_true', help='day-two runs only')
+  p.add_argument('--keep-states', action='store_true',
+                 help='copy the root and serving dir after each day to <work>/after-span-N')
   p.add_argument('extra', nargs='*', help='more pipeline_runner flags (after --)')
   args = p.parse_args(argv)
   sizes = [int(n) for n in args.spans.split(',')]
@@ -121,7 +145,10 @@ def main(argv=None) -> int:
     # The runner ingests the newest span: they arrive one at a time.
     os.rename(os.path.join(pending, f'span-{span}'), os.path.join(spans, f'span-{span}'))
     days.append(run(os.path.join(spans, 'span-{SPAN}'), os.path.join(work, 'root'),
-                    os.path.join(work, 'serving'), args.preset, args.extra))
+                    os.path.join(work, 'serving'), args.preset, args.extra,
+                    os.path.join(work, 'logs', f'span-{span}.txt')))
+    if args.keep_states and span != max(counts):
+      print(f'state after span {span}: {keep_state(work, span)}', flush=True)
   cold = None
   if not args.skip_cold:
     union = os.path.join(work, 'all')
@@ -130,7 +157,7 @@ def main(argv=None) -> int:
         shutil.copytree(os.path.join(spans, f'span-{span}'), union,
                         copy_function=os.link, dirs_exist_ok=True)
     cold = run(union, os.path.join(work, 'cold-root'), os.path.join(work, 'cold-serving'),
-               args.preset, args.extra)
+               args.preset, args.extra, os.path.join(work, 'logs', 'cold.txt'))
   summary = {'spans': counts, 'days': days, 'cold': cold}
   if cold and len(days) > 1:
     summary['day_two_wall_share'] = [round(d['wall_s'] / cold['wall_s'], 3) for d in days[1:]]
