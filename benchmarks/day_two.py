@@ -85,7 +85,9 @@ def make_spans(archive: str, spans_dir: str, sizes: Sequence[int]) -> Dict[int, 
 def keep_state(work: str, span: int) -> str:
   """Copies <work>/root and <work>/serving to <work>/after-span-<span>/; returns that folder.
 
-  Real copies, not links: the metadata store is rewritten in place by the next run."""
+  Real copies, not links: the metadata store is rewritten in place by the next run. The
+  copy's metadata still names the artifacts by their paths under <work>/root (written
+  once, never changed), so that folder must stay."""
   state = os.path.join(work, f'after-span-{span}')
   for name in ('root', 'serving'):
     if os.path.isdir(os.path.join(work, name)):
