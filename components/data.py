@@ -7,6 +7,13 @@
 A warm start may replay (`replay_dataset`): each epoch all the examples the
 base model never saw, mixed with a fresh sample of those it did.
 
+With `alternate_flips` (`training_epochs`), the Trainer's input holds all its
+epochs and mirrors each image in every other one: a random half of the images
+in the first epoch, the other half in the next, and so on (airbench's
+alternating flip), instead of a fresh coin toss per image per epoch. Each
+image keeps its index in the input (before any shuffle) through the pipeline,
+and a hash of that index picks its half.
+
 The transform graph is applied here, batch by batch, never materialized on
 disk. When the transformed split fits `cache_limit_gb` (CIFAR-10 at 32x32:
 0.55 GB) it is cached in memory after the first epoch, so later epochs cost
@@ -32,16 +39,19 @@ PAD_PIXELS = 4  # translation range of the crop augmentation, per side (32 px im
 SHUFFLE_BUFFER = 50_000
 
 
-def flip_and_crop(images: tf.Tensor, pad: int = PAD_PIXELS) -> tf.Tensor:
-  """Per-image random horizontal flip and random crop after reflect-padding.
+def flip_and_crop(images: tf.Tensor, pad: int = PAD_PIXELS,
+                  flip: Optional[tf.Tensor] = None) -> tf.Tensor:
+  """Per-image horizontal flip and random crop after reflect-padding.
 
   Vectorized over the batch (one gather per axis), so it costs little next to
-  a training step. `images`: float32 [batch, height, width, channels].
+  a training step. `images`: float32 [batch, height, width, channels];
+  `flip`: bool [batch], which images to mirror (default: each at random).
   """
   shape = tf.shape(images)
   batch, height, width = shape[0], shape[1], shape[2]
-  flip = tf.random.uniform([batch, 1, 1, 1]) < 0.5
-  images = tf.where(flip, tf.reverse(images, axis=[2]), images)
+  if flip is None:
+    flip = tf.random.uniform([batch]) < 0.5
+  images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
   if pad <= 0:
     return images
   padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode='REFLECT')
@@ -51,6 +61,16 @@ def flip_and_crop(images: tf.Tensor, pad: int = PAD_PIXELS) -> tf.Tensor:
   cols = dx[:, None] + tf.range(width)[None, :]
   images = tf.gather(padded, rows, axis=1, batch_dims=1)
   return tf.gather(images, cols, axis=2, batch_dims=1)
+
+
+def alternating_flip(index: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+  """bool [batch]: mirror these images in this epoch.
+
+  Each image's first-epoch coin is a hash of its input index; every later epoch
+  inverts the one before, so any two consecutive epochs show each image once
+  as it is and once mirrored."""
+  first = tf.strings.to_hash_bucket_fast(tf.strings.as_string(index), 2) == 1
+  return tf.not_equal(first, tf.equal(epoch % 2, 1))
 
 
 def _to_pair(transformed):
@@ -74,7 +94,8 @@ def transformed_bytes(num_examples: int, image_size: int) -> int:
 def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: bool,
                  take: Optional[int] = None, cache: bool = True,
                  seed: Optional[int] = None,
-                 num_examples: Optional[int] = None) -> tf.data.Dataset:
+                 num_examples: Optional[int] = None,
+                 training_epochs: Optional[int] = None) -> tf.data.Dataset:
   """(images, labels) batches from raw example batches.
 
   Shuffling happens on raw records (encoded bytes, ~1.5 KB each), never on
@@ -95,10 +116,23 @@ def make_dataset(raw: tf.data.Dataset, tft_layer, *, batch_size: int, training: 
       it, the first epoch ends in Keras' "Your input ran out of data;
       interrupting training" warning, although nothing is cut short. Leave it
       None where the input is sharded among workers: each sees fewer.
+    training_epochs: training only: the dataset holds this many epochs, one
+      after the other, with alternating flips (`alternating_flip`); `fit`
+      then needs `steps_per_epoch`. None: one epoch, random flips.
   """
-  ds = _examples(raw, tft_layer, training=training, take=take, cache=cache, seed=seed,
-                 num_examples=num_examples)
-  return _batches(ds, batch_size, training)
+  if not (training and training_epochs):
+    ds = _examples(raw, tft_layer, training=training, take=take, cache=cache, seed=seed,
+                   num_examples=num_examples)
+    return _batches(ds, batch_size, training)
+  indexed = _examples(raw, tft_layer, training=True, take=take, cache=cache, seed=seed,
+                      num_examples=num_examples, indexed=True)
+
+  def epoch_batches(epoch):  # the same cached examples, reshuffled every epoch
+    batches = indexed.batch(batch_size, drop_remainder=True)
+    return batches.map(lambda i, x, y: (flip_and_crop(x, flip=alternating_flip(i, epoch)), y),
+                       num_parallel_calls=AUTOTUNE)
+
+  return tf.data.Dataset.range(training_epochs).flat_map(epoch_batches).prefetch(AUTOTUNE)
 
 
 def replay_dataset(new_raw: tf.data.Dataset, seen_raw: tf.data.Dataset, tft_layer, *,
@@ -129,15 +163,23 @@ def replay_epoch_size(num_new: int, num_seen: int, replay: float) -> int:
 
 
 def _examples(raw: tf.data.Dataset, tft_layer, *, training: bool, take: Optional[int] = None,
-              cache: bool, seed: Optional[int], num_examples: Optional[int]) -> tf.data.Dataset:
-  """Transformed (image, label) pairs, one at a time; reshuffled every pass when training."""
+              cache: bool, seed: Optional[int], num_examples: Optional[int],
+              indexed: bool = False) -> tf.data.Dataset:
+  """Transformed (image, label) pairs, one at a time; reshuffled every pass when training.
+
+  `indexed`: (index, image, label), the index being the example's place in `raw`."""
   ds = raw.unbatch()
+  if indexed:
+    ds = ds.enumerate()
   if take is not None:  # the same sample every epoch
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=False).take(take)
   if training and not cache:
     ds = ds.shuffle(SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(TRANSFORM_BATCH).map(lambda batch: _to_pair(tft_layer(batch)),
-                                     num_parallel_calls=AUTOTUNE).unbatch()
+  if indexed:
+    transform = lambda index, batch: (index,) + _to_pair(tft_layer(batch))
+  else:
+    transform = lambda batch: _to_pair(tft_layer(batch))
+  ds = ds.batch(TRANSFORM_BATCH).map(transform, num_parallel_calls=AUTOTUNE).unbatch()
   if num_examples is not None:  # a different count fails the first epoch, plainly
     count = num_examples if take is None else min(num_examples, take)
     ds = ds.apply(tf.data.experimental.assert_cardinality(count))

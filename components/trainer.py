@@ -11,7 +11,9 @@ a full disk fails the run with a clear message and keeps the last checkpoint).
 With a blessed model of the same architecture as `base_model`, training starts
 from its weights for `warm_start_epochs` (components/warm_start.py).
 With `ema_momentum` > 0, validation and the export use an exponential moving
-average of the weights (models/ema.py).
+average of the weights (models/ema.py). With `alternating_flip`, the training
+dataset holds every epoch (components/data.py) and `fit` is told each epoch's
+length.
 Under a multi-worker `TF_CONFIG` every worker runs this same function; the
 chief alone writes the outputs above (components/scale_out/multi_worker.py).
 """
@@ -73,10 +75,14 @@ class EpochLog(keras.callbacks.Callback):
 
   def on_epoch_begin(self, epoch, logs=None):
     self._start = time.perf_counter()
+    self._steps = 0
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
 
   def on_epoch_end(self, epoch, logs=None):
     seconds = time.perf_counter() - self._start
-    row = {'epoch': epoch + 1, 'seconds': round(seconds, 1),
+    row = {'epoch': epoch + 1, 'seconds': round(seconds, 1), 'steps': self._steps,
            **{k: float(v) for k, v in (logs or {}).items()}}
     # An epoch re-run after a resume replaces its earlier row.
     self.rows = [r for r in self.rows if r['epoch'] < row['epoch']] + [row]
@@ -202,6 +208,7 @@ def run_fn(fn_args) -> None:
       warm_start.load(model, start.source)
   epochs = train.warm_start_epochs if start.source else train.epochs
   new_files, seen_files = replay_split(fn_args.train_files, start, train, single)
+  alternate = False  # alternating flips (TrainConfig.alternating_flip)
   if seen_files:
     n_new = data_lib.count_examples(new_files)
     n_seen = n_train - n_new  # the window is the new files and the seen ones
@@ -217,10 +224,12 @@ def run_fn(fn_args) -> None:
     print(f'Trainer: replay: {replay}', flush=True)  # INFO goes to the run log only
   else:
     images, replay = n_train, ''
+    alternate = train.alternating_flip and single  # not sharded among workers
     train_ds = data_lib.make_dataset(
         data_lib.raw_dataset(fn_args.train_files, fn_args.data_accessor, schema), layer,
         batch_size=train.batch_size, training=True, cache=cache, seed=train.seed,
-        num_examples=n_train if single else None)
+        num_examples=n_train if single else None,
+        training_epochs=epochs if alternate else None)
   train_ds = data_lib.for_workers(train_ds, fn_args.train_files, cluster_workers())
   steps_per_epoch = max(1, images // train.batch_size)
   with distribution.scope():
@@ -230,8 +239,9 @@ def run_fn(fn_args) -> None:
     if keras_fit.needed(distribution, cluster_workers()):
       keras_fit.build_before_fit(model, train_ds.element_spec)
   logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
-               'cache=%s; %s', start.reason, model.name, model.count_params(), n_train, n_eval,
-               epochs, cache, ema.describe(train.ema_momentum))
+               'cache=%s, %s flips; %s', start.reason, model.name, model.count_params(), n_train,
+               n_eval, epochs, cache, 'alternating' if alternate else 'random',
+               ema.describe(train.ema_momentum))
   if train.ema_momentum:  # INFO goes to the run log; this goes beside the epoch lines
     print(f'Trainer: {ema.describe(train.ema_momentum)}', flush=True)
   backup = backup_dir(settings, fn_args.train_files, {**hp.values, 'warm_start': start.source})
@@ -244,12 +254,14 @@ def run_fn(fn_args) -> None:
   compute = flops.ComputeLog(images_per_epoch)
   run_dir = output_dir(fn_args.model_run_dir)
   model.fit(train_ds, validation_data=eval_ds, epochs=epochs, verbose=0,
+            steps_per_epoch=steps_per_epoch if alternate else None,  # one dataset, all epochs
             callbacks=callbacks(run_dir, train, backup) + [log, compute])
 
   tf.io.gfile.makedirs(run_dir)
   for name, value in ((HISTORY_FILE, log.rows), (HPARAMS_FILE, hp.values),
                       (warm_start.PLAN_FILE,
-                       {**start.as_dict(), 'epochs': epochs, 'replay': replay}),
+                       {**start.as_dict(), 'epochs': epochs, 'replay': replay,
+                        'alternating_flip': alternate}),
                       (COMPUTE_FILE, compute.record())):
     with tf.io.gfile.GFile(os.path.join(run_dir, name), 'w') as f:
       json.dump(value, f, indent=1)

@@ -143,3 +143,76 @@ def test_replay_sees_every_new_example_and_a_fresh_sample_of_the_seen_ones_each_
 
 def test_replay_keeps_at_least_one_seen_example():
   assert data.replay_epoch_size(10, 3, 0.01) == 11
+
+
+def _halves(n, width=16):
+  """Image i: left half i, right half i + 1000, so column 0 tells a mirrored image
+  whatever the crop (a crop moves it by at most PAD_PIXELS < width / 2)."""
+  labels = np.arange(n, dtype=np.int64)
+  images = np.zeros((n, 8, width, 3), np.float32)
+  images[:, :, :width // 2] = labels[:, None, None, None]
+  images[:, :, width // 2:] = labels[:, None, None, None] + 1000
+  return tf.data.Dataset.from_tensor_slices({'x': images, 'y': labels}).batch(5)
+
+
+def _mirrored_by_epoch(ds, epochs, steps):
+  """{label: [mirrored in epoch 0, in epoch 1, ...]} from a multi-epoch dataset."""
+  batches = list(ds)
+  assert len(batches) == epochs * steps
+  seen = {}
+  for step, (x, y) in enumerate(batches):
+    for image, label in zip(x.numpy(), y.numpy()):
+      assert image[0, 0, 0] in (label, label + 1000)
+      seen.setdefault(int(label), [None] * epochs)[step // steps] = image[0, 0, 0] >= 1000
+  return seen
+
+
+def test_alternating_flips_mirror_each_image_in_every_other_epoch():
+  ds = data.make_dataset(_halves(40), _layer, batch_size=8, training=True, seed=1,
+                         num_examples=40, training_epochs=4)
+  seen = _mirrored_by_epoch(ds, epochs=4, steps=5)
+  assert len(seen) == 40  # every image in every epoch (40 = 5 full batches)
+  for label, flips in seen.items():
+    assert flips == [flips[0], not flips[0]] * 2, (label, flips)
+  first = [flips[0] for flips in seen.values()]
+  assert 10 <= sum(first) <= 30  # the first epoch mirrors about half, not all or none
+
+
+def test_random_flips_do_not_alternate():
+  ds = data.make_dataset(_halves(40), _layer, batch_size=8, training=True, seed=1)
+  epochs = [{int(y): x[0, 0, 0] >= 1000 for xs, ys in ds for x, y in zip(xs.numpy(), ys.numpy())}
+            for _ in range(4)]
+  alternating = [label for label in epochs[0]
+                 if [e[label] for e in epochs] == [epochs[0][label], not epochs[0][label]] * 2]
+  assert len(alternating) < 20  # one in eight by chance
+
+
+def test_alternating_epochs_reshuffle_and_transform_each_example_once():
+  calls = tf.Variable(0, dtype=tf.int64)
+
+  def counting_layer(batch):
+    calls.assign_add(tf.size(batch['y'], out_type=tf.int64))
+    return _layer(batch)
+
+  ds = data.make_dataset(_halves(40), counting_layer, batch_size=8, training=True, seed=1,
+                         num_examples=40, training_epochs=3)
+  orders = np.concatenate([y.numpy() for _, y in ds]).reshape(3, 40)
+  assert int(calls.numpy()) == 40  # the cache serves the later epochs
+  assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[1], orders[2])
+  for order in orders:
+    assert sorted(order) == list(range(40))
+
+
+def test_fit_reads_an_alternating_dataset_epoch_by_epoch_to_its_end():
+  import warnings
+  import keras
+  model = keras.Sequential([keras.Input((8, 16, 3)), keras.layers.Flatten(),
+                            keras.layers.Dense(40, activation='softmax')])
+  model.compile('sgd', 'sparse_categorical_crossentropy')
+  ds = data.make_dataset(_halves(40), _layer, batch_size=8, training=True, seed=1,
+                         num_examples=40, training_epochs=3)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter('always')
+    history = model.fit(ds, epochs=3, steps_per_epoch=5, verbose=0)
+  assert not [str(w.message) for w in caught if 'ran out of data' in str(w.message)]
+  assert len(history.history['loss']) == 3

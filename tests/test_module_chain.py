@@ -185,6 +185,20 @@ def test_patch_whitening_is_trained_frozen_exported_and_kept_apart_on_warm_start
   assert start.source is None and 'differs in architecture' in start.reason
 
 
+def test_alternating_flips_train_every_epoch_in_full(tmp_path, artifacts):
+  fn_args = make_fn_args(tmp_path, artifacts)
+  fn_args.custom_config['train']['alternating_flip'] = True
+  trainer.run_fn(fn_args)
+  run = fn_args.model_run_dir
+  assert json.load(open(os.path.join(run, warm_start.PLAN_FILE)))['alternating_flip']
+  history = json.load(open(os.path.join(run, trainer.HISTORY_FILE)))
+  steps = images_per_epoch(fn_args) // fn_args.custom_config['train']['batch_size']
+  assert [(row['epoch'], row['steps']) for row in history] == [(1, steps), (2, steps)]
+  trained = json.load(open(os.path.join(run, trainer.COMPUTE_FILE)))
+  assert trained['images'] == 2 * images_per_epoch(fn_args)
+  assert serving_check.check(fn_args.serving_model_dir).ok
+
+
 @pytest.fixture(scope='module')
 def smoke_search(tmp_path_factory, artifacts):
   """The smoke preset's own search (Hyperband, max 2 epochs, factor 2: 5 trials), run once."""

@@ -99,14 +99,16 @@ def test_flags_override_the_preset(tmp_path):
       '--preset', 'cpu', '--image-dir', str(tmp_path), '--epochs', '3', '--trials', '2',
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
       '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
-      '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256'])
+      '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256', '--alternating-flip'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
   assert cfg.train.ema_momentum == 0.99
   # It reaches the Trainer: run_fn rebuilds TrainConfig from the module config.
   settings = json.loads(json.dumps(cfg.module_config()))
-  assert pipeline_runner.config_lib.train_config_from_dict(settings['train']).ema_momentum == 0.99
+  train = pipeline_runner.config_lib.train_config_from_dict(settings['train'])
+  assert (train.ema_momentum, train.alternating_flip) == (0.99, True)
+  assert not pipeline_runner.config_lib.cpu().train.alternating_flip
   assert pipeline_runner.config_lib.model_config_from_dict(
       settings['model']).conv_widths == (64, 128, 256, 256, 256)
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
@@ -165,6 +167,7 @@ BAD_VALUES = {
     '--mixed-precision': (['--mixed-precision=yes'], "'yes'", 'ignored explicit argument'),
     '--jit-compile': (['--jit-compile=no'], "'no'", 'ignored explicit argument'),
     '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
+    '--alternating-flip': (['--alternating-flip=no'], "'no'", 'ignored explicit argument'),
     '--patch-whitening': (['--patch-whitening=no'], "'no'", 'ignored explicit argument'),
     '--conv-widths': (['--conv-widths', '64,128,256'], '(64, 128, 256)',
                       'conv_widths must be five positive channel counts'),

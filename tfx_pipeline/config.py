@@ -192,6 +192,11 @@ class TrainConfig:
   # it. 0: off; 0.99 averages over about the last 100 steps. The Tuner's
   # trials never average. Not measured yet (docs/training.md, "Accuracy levers").
   ema_momentum: float = 0.0
+  # Alternating flips (components/data.py): each training image is mirrored in
+  # every other epoch (a random half in the first) rather than at random.
+  # One worker, whole epochs over the window; the Tuner's trials, a warm
+  # start's replay and several workers keep random flips. Not measured yet.
+  alternating_flip: bool = False
 
   def __post_init__(self):
     _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')

@@ -260,7 +260,7 @@ def training_context(facts: RunFacts) -> Dict[str, Any]:
                  epoch_seconds=run_summary.format_seconds(sum(r['seconds'] for r in history))
                  if all('seconds' in r for r in history) else '',
                  last=', '.join(f'{k} {_fmt(v)}' for k, v in last.items()
-                                if k not in ('epoch', 'seconds')),
+                                if k not in ('epoch', 'seconds', 'steps')),
                  curves_png=plots.data_uri(plots.curves_png(history)))
   return found
 
