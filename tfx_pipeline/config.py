@@ -196,7 +196,8 @@ class TrainConfig:
   # Alternating flips (components/data.py): each training image is mirrored in
   # every other epoch (a random half in the first) rather than at random.
   # One worker, whole epochs over the window; the Tuner's trials, a warm
-  # start's replay and several workers keep random flips. Not measured yet.
+  # start's replay and several workers keep random flips. Measured at 30
+  # epochs: no gain (docs/training.md, "Accuracy levers, measured").
   alternating_flip: bool = False
 
   def __post_init__(self):
