@@ -7,12 +7,12 @@
 A warm start may replay (`replay_dataset`): each epoch all the examples the
 base model never saw, mixed with a fresh sample of those it did.
 
-With `alternate_flips` (`training_epochs`), the Trainer's input holds all its
-epochs and mirrors each image in every other one: a random half of the images
-in the first epoch, the other half in the next, and so on (airbench's
-alternating flip), instead of a fresh coin toss per image per epoch. Each
-image keeps its index in the input (before any shuffle) through the pipeline,
-and a hash of that index picks its half.
+With `training_epochs` (TrainConfig.alternating_flip), the Trainer's input
+holds all its epochs and mirrors each image in every other one: a random half
+of the images in the first epoch, the other half in the next, and so on
+(airbench's alternating flip), instead of a fresh coin toss per image per
+epoch. Each image keeps its index in the input (before any shuffle) through
+the pipeline, and a hash of that index picks its half.
 
 The transform graph is applied here, batch by batch, never materialized on
 disk. When the transformed split fits `cache_limit_gb` (CIFAR-10 at 32x32:
