@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument('--conv-widths', type=_widths, metavar='C1,C2,C3,C4,C5',
                      help='channels of the five convolutions before the width multiplier '
                           '(cifar default: 32,64,128,256,256)')
+  model.add_argument('--dirac-init', action=argparse.BooleanOptionalAction, default=None,
+                     help='start each stride-1 convolution as an identity on its inputs '
+                          "(airbench's dirac initialization; off in every preset)")
   model.add_argument('--epochs', type=int, help='Trainer epochs')
   model.add_argument('--batch-size', type=int,
                      help='Trainer batch size, global across replicas (Tuner trials too)')
@@ -213,7 +216,8 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   if args.model_variant == 'paper' and image_size is None and base.model.variant != 'paper':
     image_size = 227  # the paper's input size, unless asked otherwise
   model = _set(base.model, variant=args.model_variant, image_size=image_size,
-               patch_whitening=args.patch_whitening, conv_widths=args.conv_widths)
+               patch_whitening=args.patch_whitening, conv_widths=args.conv_widths,
+               dirac_init=args.dirac_init)
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
                test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,

@@ -202,7 +202,8 @@ def run_fn(fn_args) -> None:
   with distribution.scope():
     model = alexnet.build_model(hp, model_config.variant, model_config.image_size,
                                 len(class_names), whitening=whitening_kernel,
-                                conv_widths=model_config.conv_widths)
+                                conv_widths=model_config.conv_widths,
+                                dirac=model_config.dirac_init)
     start = warm_start.plan(fn_args.base_model, model, class_names, train.warm_start)
     if start.source:
       warm_start.load(model, start.source)

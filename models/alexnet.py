@@ -1,7 +1,7 @@
 """AlexNet in two variants, built from hyperparameters (Keras 3).
 
 `build_model(hp, variant, image_size, num_classes, whitening=None,
-conv_widths=None)` is pure: no data, no I/O.
+conv_widths=None, dirac=False)` is pure: no data, no I/O.
 It returns an uncompiled `keras.Model` that maps normalized float32 images
 [batch, size, size, 3] to class probabilities [batch, num_classes]. Both
 variants keep AlexNet's shape -- five convolutions, three max-pools, two wide
@@ -23,6 +23,12 @@ With `whitening` (a [2, 2, 3, 12] kernel from components/whitening.py), a
 frozen 2x2 convolution whitens every patch before conv 1 ('same' padding, so
 every later shape is unchanged). It is normalization, not a sixth learned
 convolution: its weights never train.
+
+With `dirac`, every stride-1 'same' convolution starts as an identity on its
+inputs: of its `out` filters, the first `min(in, out)` pass input channel i
+to output channel i unchanged (a 1 at the kernel's centre, 0 elsewhere); the
+rest keep Keras' random initialization (airbench's dirac initialization).
+All of them train as usual.
 
 Compute stays in the global Keras dtype policy (mixed_float16 on GPUs); the
 softmax output is always float32.
@@ -109,14 +115,35 @@ def _whitening(x, kernel):
   return x
 
 
+def dirac_kernel(kernel: np.ndarray) -> np.ndarray:
+  """`kernel` [h, w, in, out] with its first min(in, out) filters set to identities."""
+  height, width, channels_in, channels_out = kernel.shape
+  n = min(channels_in, channels_out)
+  kernel = kernel.copy()
+  kernel[..., :n] = 0.0
+  kernel[height // 2, width // 2, np.arange(n), np.arange(n)] = 1.0
+  return kernel
+
+
+def _dirac_init(model: keras.Model) -> None:
+  """Identity-initializes every trainable stride-1 'same' convolution of `model`."""
+  for layer in model.layers:
+    if (isinstance(layer, layers.Conv2D) and layer.trainable
+        and tuple(layer.strides) == (1, 1) and layer.padding == 'same'
+        and all(k % 2 for k in layer.kernel_size)):
+      layer.set_weights([dirac_kernel(layer.get_weights()[0])])
+
+
 def build_model(hp, variant: str, image_size: int, num_classes: int,
                 whitening: Optional[np.ndarray] = None,
-                conv_widths: Optional[Sequence[int]] = None) -> keras.Model:
+                conv_widths: Optional[Sequence[int]] = None,
+                dirac: bool = False) -> keras.Model:
   """AlexNet for `hp` (keras_tuner.HyperParameters from tuning/search_space.py).
 
   `whitening`: patch-whitening filters for a frozen first layer, or None.
   `conv_widths`: the five convolutions' channels before the width multiplier
   (ModelConfig.conv_widths); None: the variant's own (CIFAR_WIDTHS, PAPER_WIDTHS).
+  `dirac`: identity-initialize the stride-1 convolutions (ModelConfig.dirac_init).
   """
   inputs = keras.Input((image_size, image_size, 3), name='image')
   width = hp.get('width_multiplier')
@@ -128,4 +155,7 @@ def build_model(hp, variant: str, image_size: int, num_classes: int,
   else:
     raise ValueError(f'unknown AlexNet variant {variant!r}; use cifar or paper')
   outputs = _head(x, hp.get('dense_units'), hp.get('dropout'), num_classes)
-  return keras.Model(inputs, outputs, name=f'alexnet_{variant}')
+  model = keras.Model(inputs, outputs, name=f'alexnet_{variant}')
+  if dirac:
+    _dirac_init(model)
+  return model

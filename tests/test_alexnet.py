@@ -53,6 +53,32 @@ def test_conv_widths_set_each_convolution_before_the_width_multiplier():
   assert [half.get_layer(f'conv{i}_conv').filters for i in range(1, 6)] == [32, 64, 128, 128, 64]
 
 
+def test_dirac_init_starts_each_stride_one_convolution_as_an_identity():
+  hp = hp_for('cifar', width_multiplier=0.5, dense_units=64)
+  keras.utils.set_random_seed(0)
+  model = alexnet.build_model(hp, 'cifar', 32, 10, dirac=True)
+  keras.utils.set_random_seed(0)
+  plain = alexnet.build_model(hp, 'cifar', 32, 10)
+  for i in range(1, 6):
+    layer = model.get_layer(f'conv{i}_conv')
+    kernel, random_kernel = layer.kernel.numpy(), plain.get_layer(f'conv{i}_conv').kernel.numpy()
+    n = min(kernel.shape[2], kernel.shape[3])
+    # The first n filters copy their input channel through; the rest are Keras' own.
+    x = np.random.default_rng(i).normal(size=(2, 8, 8, kernel.shape[2])).astype('float32')
+    np.testing.assert_allclose(layer(x).numpy()[..., :n], x[..., :n], atol=1e-6)
+    np.testing.assert_array_equal(kernel[..., n:], random_kernel[..., n:])
+    assert not np.allclose(random_kernel[..., :n], kernel[..., :n])
+  # Only the convolutions: the head is initialized as without it.
+  np.testing.assert_array_equal(model.get_layer('fc1').kernel.numpy(),
+                                plain.get_layer('fc1').kernel.numpy())
+
+
+def test_dirac_kernel_leaves_extra_input_channels_unread():
+  kernel = alexnet.dirac_kernel(np.ones((3, 3, 4, 2), 'float32'))
+  assert kernel[1, 1].tolist() == [[1, 0], [0, 1], [0, 0], [0, 0]]
+  assert kernel.sum() == 2.0
+
+
 def test_paper_variant_matches_krizhevsky_at_227():
   model = alexnet.build_model(hp_for('paper', width_multiplier=1.0, dense_units=4096,
                                      lrn=True), 'paper', 227, 10)

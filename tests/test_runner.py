@@ -99,7 +99,8 @@ def test_flags_override_the_preset(tmp_path):
       '--preset', 'cpu', '--image-dir', str(tmp_path), '--epochs', '3', '--trials', '2',
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
       '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
-      '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256', '--alternating-flip'])
+      '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256', '--alternating-flip',
+      '--dirac-init'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
@@ -109,8 +110,9 @@ def test_flags_override_the_preset(tmp_path):
   train = pipeline_runner.config_lib.train_config_from_dict(settings['train'])
   assert (train.ema_momentum, train.alternating_flip) == (0.99, True)
   assert not pipeline_runner.config_lib.cpu().train.alternating_flip
-  assert pipeline_runner.config_lib.model_config_from_dict(
-      settings['model']).conv_widths == (64, 128, 256, 256, 256)
+  model = pipeline_runner.config_lib.model_config_from_dict(settings['model'])
+  assert (model.conv_widths, model.dirac_init) == ((64, 128, 256, 256, 256), True)
+  assert not pipeline_runner.config_lib.cpu().model.dirac_init
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
   assert cfg.gate.min_accuracy == 0.5
   assert cfg.beam_workers == 2 and cfg.beam_args == ('--x=1',)
@@ -169,6 +171,7 @@ BAD_VALUES = {
     '--test-time-flip': (['--test-time-flip=no'], "'no'", 'ignored explicit argument'),
     '--alternating-flip': (['--alternating-flip=no'], "'no'", 'ignored explicit argument'),
     '--patch-whitening': (['--patch-whitening=no'], "'no'", 'ignored explicit argument'),
+    '--dirac-init': (['--dirac-init=no'], "'no'", 'ignored explicit argument'),
     '--conv-widths': (['--conv-widths', '64,128,256'], '(64, 128, 256)',
                       'conv_widths must be five positive channel counts'),
     '--ema-momentum': (['--ema-momentum', '1'], '1', r'ema_momentum must be in [0, 1)'),

@@ -147,6 +147,9 @@ class ModelConfig:
   # Channels of the five convolutions before the Tuner's width multiplier;
   # None: the variant's own (models/alexnet.py: 32-64-128-256-256 for `cifar`).
   conv_widths: Optional[Tuple[int, ...]] = None
+  # Identity (dirac) initialization of the stride-1 convolutions
+  # (models/alexnet.py). Off in every preset until measured.
+  dirac_init: bool = False
 
   def __post_init__(self):
     _require(self.conv_widths is None

@@ -194,7 +194,8 @@ def drop_checkpoints(project_dir: str) -> List[str]:
 def _hypermodel(hp, model: config_lib.ModelConfig, num_classes: int, total_steps: int,
                 jit_compile: bool, whitening_kernel=None):
   net = alexnet.build_model(hp, model.variant, model.image_size, num_classes,
-                            whitening=whitening_kernel, conv_widths=model.conv_widths)
+                            whitening=whitening_kernel, conv_widths=model.conv_widths,
+                            dirac=model.dirac_init)
   return training.compile_model(net, hp, total_steps, jit_compile)  # no EMA: models/ema.py
 
 
