@@ -148,7 +148,7 @@ class ModelConfig:
   # None: the variant's own (models/alexnet.py: 32-64-128-256-256 for `cifar`).
   conv_widths: Optional[Tuple[int, ...]] = None
   # Identity (dirac) initialization of the stride-1 convolutions
-  # (models/alexnet.py). Off in every preset until measured.
+  # (models/alexnet.py). Off in every preset: measured, no gain at 30 epochs.
   dirac_init: bool = False
 
   def __post_init__(self):
