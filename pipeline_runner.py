@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help='the Trainer keeps an exponential moving average of the weights at '
                           'this momentum (e.g. 0.99: about the last 100 steps), validates and '
                           'exports it; 0 (the presets): off. Tuner trials never average')
+  model.add_argument('--bias-lr-scale', type=float,
+                     help='the Trainer steps BatchNorm biases at this multiple of the learning '
+                          'rate (airbench trains them faster); 1 (the presets): plain SGD. '
+                          'Tuner trials keep 1')
   model.add_argument('--alternating-flip', action=argparse.BooleanOptionalAction, default=None,
                      help="the Trainer mirrors each image in every other epoch instead of at "
                           "random (airbench's alternating flip; default: off)")
@@ -221,7 +225,7 @@ def build_config(args: argparse.Namespace, preset_name: str) -> config_lib.Pipel
   train = _set(base.train, epochs=args.epochs, batch_size=args.batch_size,
                mixed_precision=args.mixed_precision, jit_compile=args.jit_compile,
                test_time_flip=args.test_time_flip, ema_momentum=args.ema_momentum,
-               alternating_flip=args.alternating_flip,
+               alternating_flip=args.alternating_flip, bias_lr_scale=args.bias_lr_scale,
                warm_start=False if args.from_scratch else None,
                warm_start_epochs=args.warm_start_epochs,
                warm_start_lr_scale=args.warm_start_lr_scale,

@@ -236,7 +236,8 @@ def run_fn(fn_args) -> None:
   with distribution.scope():
     training.compile_model(model, hp, steps_per_epoch * epochs, train.jit_compile,
                            lr_scale=train.warm_start_lr_scale if start.source else 1.0,
-                           ema_momentum=train.ema_momentum)
+                           ema_momentum=train.ema_momentum,
+                           bias_lr_scale=train.bias_lr_scale)
     if keras_fit.needed(distribution, cluster_workers()):
       keras_fit.build_before_fit(model, train_ds.element_spec)
   logging.info('Trainer: %s; %s, %d parameters, %d train / %d eval examples, %d epochs, '
@@ -245,6 +246,9 @@ def run_fn(fn_args) -> None:
                ema.describe(train.ema_momentum))
   if train.ema_momentum:  # INFO goes to the run log; this goes beside the epoch lines
     print(f'Trainer: {ema.describe(train.ema_momentum)}', flush=True)
+  if train.bias_lr_scale != 1.0:
+    print(f'Trainer: BatchNorm biases at {train.bias_lr_scale:g}x the learning rate',
+          flush=True)
   backup = backup_dir(settings, fn_args.train_files, {**hp.values, 'warm_start': start.source})
   journal = None
   if is_chief():

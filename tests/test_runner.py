@@ -100,7 +100,7 @@ def test_flags_override_the_preset(tmp_path):
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
       '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
       '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256', '--alternating-flip',
-      '--dirac-init'])
+      '--dirac-init', '--bias-lr-scale', '16'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
@@ -108,7 +108,8 @@ def test_flags_override_the_preset(tmp_path):
   # It reaches the Trainer: run_fn rebuilds TrainConfig from the module config.
   settings = json.loads(json.dumps(cfg.module_config()))
   train = pipeline_runner.config_lib.train_config_from_dict(settings['train'])
-  assert (train.ema_momentum, train.alternating_flip) == (0.99, True)
+  assert (train.ema_momentum, train.alternating_flip, train.bias_lr_scale) == (0.99, True, 16)
+  assert pipeline_runner.config_lib.cpu().train.bias_lr_scale == 1.0
   assert not pipeline_runner.config_lib.cpu().train.alternating_flip
   model = pipeline_runner.config_lib.model_config_from_dict(settings['model'])
   assert (model.conv_widths, model.dirac_init) == ((64, 128, 256, 256, 256), True)
@@ -175,6 +176,7 @@ BAD_VALUES = {
     '--conv-widths': (['--conv-widths', '64,128,256'], '(64, 128, 256)',
                       'conv_widths must be five positive channel counts'),
     '--ema-momentum': (['--ema-momentum', '1'], '1', r'ema_momentum must be in [0, 1)'),
+    '--bias-lr-scale': (['--bias-lr-scale', '0'], '0', 'bias_lr_scale must be positive'),
     '--tuner': (['--tuner', 'grid'], "'grid'", 'invalid choice'),
     '--trials': (['--trials', '0'], '0', 'trials must be at least 1'),
     '--tuning-epochs': (['--tuning-epochs', 'two'], "'two'", 'invalid int value'),

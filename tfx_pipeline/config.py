@@ -202,9 +202,15 @@ class TrainConfig:
   # start's replay and several workers keep random flips. Measured at 30
   # epochs: no gain (docs/training.md, "Accuracy levers, measured").
   alternating_flip: bool = False
+  # BatchNorm biases step at this multiple of the learning rate
+  # (models/training.py, BiasScaledSGD); 1: plain SGD. The Tuner's trials
+  # keep 1.
+  bias_lr_scale: float = 1.0
 
   def __post_init__(self):
     _require(self.epochs >= 1, f'epochs must be at least 1, got {self.epochs}')
+    _require(self.bias_lr_scale > 0,
+             f'bias_lr_scale must be positive (1: off), got {self.bias_lr_scale}')
     _require(0 <= self.ema_momentum < 1,
              f'ema_momentum must be in [0, 1) (0: off), got {self.ema_momentum}')
     _require(self.warm_start_epochs >= 1,
