@@ -29,7 +29,7 @@ def tiny_net():
       keras.layers.Dense(4, activation='softmax', name='logits')])
 
 
-def one_step(bias_lr_scale):
+def two_steps(bias_lr_scale):
   """{variable name: its change over two steps} for a fresh net at this scale."""
   model = training.compile_model(tiny_net(), HP, total_steps=10, bias_lr_scale=bias_lr_scale)
   before = {v.path: v.numpy() for v in model.trainable_variables}
@@ -39,8 +39,8 @@ def one_step(bias_lr_scale):
 
 
 def test_batchnorm_bias_steps_scale_times_as_far_and_nothing_else_changes():
-  plain, plain_model = one_step(1.0)
-  fast, fast_model = one_step(16.0)
+  plain, plain_model = two_steps(1.0)
+  fast, fast_model = two_steps(16.0)
   assert type(plain_model.optimizer) is keras.optimizers.SGD  # 1: Keras' own optimizer
   assert isinstance(fast_model.optimizer, training.BiasScaledSGD)
   assert sorted(plain) == ['bn/beta', 'bn/gamma', 'fc/bias', 'fc/kernel', 'logits/bias',
@@ -54,7 +54,7 @@ def test_batchnorm_bias_steps_scale_times_as_far_and_nothing_else_changes():
 
 
 def test_the_scale_survives_serialization():
-  _, model = one_step(8.0)
+  _, model = two_steps(8.0)
   copy = keras.optimizers.deserialize(keras.optimizers.serialize(model.optimizer))
   assert isinstance(copy, training.BiasScaledSGD)
   assert copy.bias_lr_scale == 8.0
