@@ -102,13 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
   model.add_argument('--image-size', type=int, help='pixels per side after resize')
   model.add_argument('--patch-whitening', action=argparse.BooleanOptionalAction, default=None,
                      help="a frozen first layer that whitens 2x2 patches, its filters computed "
-                          "by Transform over the training split (no preset: unmeasured)")
+                          "by Transform over the training split (default: on in the cpu preset)")
   model.add_argument('--conv-widths', type=_widths, metavar='C1,C2,C3,C4,C5',
                      help='channels of the five convolutions before the width multiplier '
                           '(cifar default: 32,64,128,256,256)')
   model.add_argument('--dirac-init', action=argparse.BooleanOptionalAction, default=None,
                      help='start each stride-1 convolution as an identity on its inputs '
-                          "(airbench's dirac initialization; off in every preset)")
+                          "(airbench's dirac initialization; default: on in the cpu preset)")
   model.add_argument('--epochs', type=int, help='Trainer epochs')
   model.add_argument('--batch-size', type=int,
                      help='Trainer batch size, global across replicas (Tuner trials too)')

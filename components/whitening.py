@@ -20,8 +20,8 @@ Where each part lives, and why:
   whitens with the very filters training used. A warm start keeps the parent
   model's filters, which its later layers were trained against.
 
-`--patch-whitening` (ModelConfig.patch_whitening) turns it on; no preset does
-until it is measured (docs/training.md).
+ModelConfig.patch_whitening turns it on: the cpu preset does (measured in
+docs/training.md); `--patch-whitening` / `--no-patch-whitening` override it.
 """
 
 from __future__ import annotations

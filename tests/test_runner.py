@@ -100,7 +100,7 @@ def test_flags_override_the_preset(tmp_path):
       '--tuner', 'random', '--model-variant', 'paper', '--min-accuracy', '0.5',
       '--beam-workers', '2', '--beam-arg=--x=1', '--no-test-time-flip',
       '--ema-momentum', '0.99', '--conv-widths', '64,128,256,256,256', '--alternating-flip',
-      '--dirac-init', '--bias-lr-scale', '16'])
+      '--no-dirac-init', '--bias-lr-scale', '16'])
   cfg = pipeline_runner.build_config(args, 'cpu')
   assert (cfg.train.epochs, cfg.tune.max_trials, cfg.tune.algorithm) == (3, 2, 'random')
   assert not cfg.train.test_time_flip and pipeline_runner.config_lib.cpu().train.test_time_flip
@@ -112,8 +112,8 @@ def test_flags_override_the_preset(tmp_path):
   assert pipeline_runner.config_lib.cpu().train.bias_lr_scale == 1.0
   assert not pipeline_runner.config_lib.cpu().train.alternating_flip
   model = pipeline_runner.config_lib.model_config_from_dict(settings['model'])
-  assert (model.conv_widths, model.dirac_init) == ((64, 128, 256, 256, 256), True)
-  assert not pipeline_runner.config_lib.cpu().model.dirac_init
+  assert (model.conv_widths, model.dirac_init) == ((64, 128, 256, 256, 256), False)
+  assert pipeline_runner.config_lib.cpu().model.dirac_init
   assert (cfg.model.variant, cfg.model.image_size) == ('paper', 227)
   assert cfg.gate.min_accuracy == 0.5
   assert cfg.beam_workers == 2 and cfg.beam_args == ('--x=1',)

@@ -95,9 +95,13 @@ def test_the_whitening_layer_is_frozen_with_the_given_filters():
 
 def test_the_flag_reaches_transform_trainer_and_tuner(tmp_path):
   fixtures.make_image_tree(str(tmp_path), per_class=1, classes=('a', 'b'))
-  args = pipeline_runner.parse_args(['--preset', 'cpu', '--image-dir', str(tmp_path),
+  args = pipeline_runner.parse_args(['--preset', 'smoke', '--image-dir', str(tmp_path),
                                      '--patch-whitening'])
-  cfg = pipeline_runner.build_config(args, 'cpu')
-  assert cfg.model.patch_whitening and not config.cpu().model.patch_whitening
+  cfg = pipeline_runner.build_config(args, 'smoke')
+  assert cfg.model.patch_whitening and not config.smoke().model.patch_whitening
+  off = pipeline_runner.parse_args(['--preset', 'cpu', '--image-dir', str(tmp_path),
+                                    '--no-patch-whitening'])
+  assert config.cpu().model.patch_whitening  # the preset's recipe ...
+  assert not pipeline_runner.build_config(off, 'cpu').model.patch_whitening  # ... the flag's
   settings = json.loads(json.dumps(cfg.module_config()))  # what the Trainer and Tuner get
   assert config.model_config_from_dict(settings['model']).patch_whitening

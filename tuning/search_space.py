@@ -32,7 +32,7 @@ def search_space(tune: TuneConfig, variant: str) -> keras_tuner.HyperParameters:
   # decoupled weight decay per unit of learning rate, label smoothing.
   hp.Float('learning_rate', 0.03, 0.2, sampling='log', default=0.08)
   hp.Float('weight_decay', 2e-3, 1.2e-2, sampling='log', default=5e-3)
-  hp.Choice('label_smoothing', [0.1, 0.0, 0.2], default=0.1)
+  hp.Choice('label_smoothing', [0.2, 0.1, 0.0], default=0.2)
   return hp
 
 
