@@ -55,17 +55,20 @@ def test_a_layer_with_weights_and_no_rule_is_refused():
     flops.forward_flops(model)
 
 
+# The cpu preset's frozen 2x2 whitening layer: 3 -> 12 channels at 32x32.
+WHITENING_FLOPS = 2 * 4 * 3 * 12 * 32 * 32
+
+
 def test_the_cpu_preset_nets_are_about_59_and_65_mflop():
   counted = {values['dense_units']: flops.forward_flops(model)
              for values, model in flops.preset_nets('cpu', num_classes=10)}
-  # The frozen 2x2 whitening layer (3 -> 12 channels), then 3x3 convolutions
-  # 32-64-128-256-256 at 32, 16, 8, 4 and 4 pixels a side; conv1 sees 12 channels.
-  whitening = 2 * 4 * 3 * 12 * 32 * 32
+  # The whitening layer, then 3x3 convolutions 32-64-128-256-256 at 32, 16,
+  # 8, 4 and 4 pixels a side; conv1 sees the whitening's 12 channels.
   convolutions = 2 * 9 * (12 * 32 * 32 * 32 + 32 * 64 * 16 * 16 + 64 * 128 * 8 * 8
                           + 128 * 256 * 4 * 4 + 256 * 256 * 4 * 4)
   head = {units: 2 * (4 * 4 * 256 * units + units * units + units * 10)
           for units in (512, 1024)}
-  assert counted == {units: whitening + convolutions + head[units] for units in (512, 1024)}
+  assert counted == {units: WHITENING_FLOPS + convolutions + head[units] for units in (512, 1024)}
   assert counted == {512: 59_287_552, 1024: 65_064_960}
 
 
@@ -73,11 +76,10 @@ def test_other_conv_widths_are_counted_from_the_layers_they_build():
   (values, model), = [(v, m) for v, m in flops.preset_nets('cpu', 10, (64, 128, 256, 256, 128))
                       if v['dense_units'] == 512]
   assert values['conv_widths'] == (64, 128, 256, 256, 128)
-  whitening = 2 * 4 * 3 * 12 * 32 * 32  # the cpu preset's frozen first layer
   convolutions = 2 * 9 * (12 * 64 * 32 * 32 + 64 * 128 * 16 * 16 + 128 * 256 * 8 * 8
                           + 256 * 256 * 4 * 4 + 256 * 128 * 4 * 4)
   head = 2 * (4 * 4 * 128 * 512 + 512 * 512 + 512 * 10)
-  assert flops.forward_flops(model) == whitening + convolutions + head
+  assert flops.forward_flops(model) == WHITENING_FLOPS + convolutions + head
 
 
 def test_a_record_sums_fits_at_three_times_the_forward_pass():
