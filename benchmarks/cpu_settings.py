@@ -85,8 +85,8 @@ def child(name: str) -> None:
   from tensorflow.python.util import _pywrap_util_port  # pylint: disable=g-import-not-at-top
   images, labels = tt.make_images(tt.NUM_IMAGES)
   with tempfile.TemporaryDirectory() as workdir:
-    dataset = tt.project_dataset(workdir, images, labels, 128)
-    model = tt.build_model(tt.NUM_IMAGES // 128 * (ROUNDS + 2))
+    dataset, tft_output = tt.project_dataset(workdir, images, labels, 128)
+    model = tt.build_model(tt.NUM_IMAGES // 128 * (ROUNDS + 2), tft_output)
     tt.epoch_images_per_second(model, dataset)  # warm-up
     print(json.dumps({'ready': name, 'onednn': bool(_pywrap_util_port.IsMklEnabled())}),
           flush=True)

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/train_throughput.py          # or: make bench
 
-Both sides train the same network (the `cifar` AlexNet at the cpu preset's
+Both sides train the same network (the `cifar` AlexNet as the cpu preset
+builds it, its patch-whitening first layer included, at the search space's
 default hyperparameters) in one process on the same machine, on CIFAR-sized
 data that the script makes itself (JPEG-encoded 32x32 images):
 
@@ -39,6 +40,7 @@ import tensorflow as tf  # noqa: E402
 from components import data as data_lib  # noqa: E402
 from components import features  # noqa: E402
 from components import transform  # noqa: E402
+from components import whitening  # noqa: E402
 from models import alexnet, training  # noqa: E402
 from tfx_pipeline import config  # noqa: E402
 from tuning.search_space import search_space  # noqa: E402
@@ -79,13 +81,16 @@ class _Accessor:
 
 
 def project_dataset(workdir: str, images, labels, batch_size: int):
+  """The Trainer's input pipeline on `images`, and the transform graph it runs."""
   jpegs = [tf.io.encode_jpeg(i, quality=95).numpy() for i in images[:512]]
   tft_output = __import__('tensorflow_transform').TFTransformOutput(
-      transform.analyze_images(jpegs, labels[:512], 32, os.path.join(workdir, 'tft')))
+      transform.analyze_images(jpegs, labels[:512], 32, os.path.join(workdir, 'tft'),
+                               patch_whitening=config.cpu().model.patch_whitening))
   path = write_examples(images, labels, os.path.join(workdir, 'train.gz'))
   raw = data_lib.raw_dataset([path], _Accessor, tft_output.raw_metadata.schema)
-  return data_lib.make_dataset(raw, tft_output.transform_features_layer(),
-                               batch_size=batch_size, training=True, seed=0)
+  dataset = data_lib.make_dataset(raw, tft_output.transform_features_layer(),
+                                  batch_size=batch_size, training=True, seed=0)
+  return dataset, tft_output
 
 
 def plain_dataset(images, labels, batch_size: int):
@@ -96,10 +101,13 @@ def plain_dataset(images, labels, batch_size: int):
           .map(process).shuffle(len(images)).batch(batch_size))
 
 
-def build_model(steps: int):
+def build_model(steps: int, tft_output):
+  """The cpu preset's net, its whitening filters (if on) from `tft_output`."""
   cpu = config.cpu()
   hp = search_space(cpu.tune, 'cifar')
-  model = alexnet.build_model(hp, 'cifar', 32, 10, conv_widths=cpu.model.conv_widths)
+  model = alexnet.build_model(hp, 'cifar', 32, 10,
+                              whitening=whitening.kernel_for(cpu.model, tft_output),
+                              conv_widths=cpu.model.conv_widths, dirac=cpu.model.dirac_init)
   return training.compile_model(model, hp, total_steps=steps)
 
 
@@ -148,13 +156,14 @@ def main() -> dict:
   images, labels = make_images(NUM_IMAGES)
   batch = config.cpu().train.batch_size
   with tempfile.TemporaryDirectory() as workdir:
-    project = project_dataset(workdir, images, labels, batch)
+    project, tft_output = project_dataset(workdir, images, labels, batch)
     results = {'input_pipeline_images_per_s': input_images_per_second(project)}
     steps = NUM_IMAGES // TUTORIAL_BATCH * (ROUNDS + 1)
     rates = interleaved_images_per_second({
-        'project': (build_model(steps), project),
-        'plain': (build_model(steps), plain_dataset(images, labels, TUTORIAL_BATCH)),
-        'plain_batch128': (build_model(steps), plain_dataset(images, labels, batch)),
+        'project': (build_model(steps, tft_output), project),
+        'plain': (build_model(steps, tft_output),
+                  plain_dataset(images, labels, TUTORIAL_BATCH)),
+        'plain_batch128': (build_model(steps, tft_output), plain_dataset(images, labels, batch)),
     }, ROUNDS)
   results['project_images_per_s'] = rates['project']
   results['plain_images_per_s'] = rates['plain']
